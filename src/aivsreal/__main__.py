@@ -1,0 +1,5 @@
+import sys
+
+from aivsreal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,202 @@
+"""`aivsreal` command line: train, evaluate, predict, download.
+
+Every expected failure (bad path, bad layout, bad model file) prints one line and exits 2;
+`--verbose` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+from aivsreal.errors import AivsrealError
+from aivsreal.images import is_image_name
+from aivsreal.models import MODEL_NAMES
+
+log = logging.getLogger("aivsreal")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="folder or zip with train/{REAL,FAKE} and test/{REAL,FAKE} (or REAL/, FAKE/); "
+                   "default: $AIVSREAL_DATA, else download CIFAKE from Kaggle")
+    g.add_argument("--limit", type=int, help="use at most N images per split (balanced), for quick runs")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for validation")
+    g.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/aivsreal)")
+    g.add_argument("--no-cache", action="store_true", help="decode every time, write no cache")
+    g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aivsreal", description="Tell AI-generated images from real ones.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")
+    t.add_argument("--model", default="fast", choices=MODEL_NAMES)
+    t.add_argument("--out", help="output folder (default runs/MODEL)")
+    _data_args(t)
+    g = t.add_argument_group("training (defaults depend on --model)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--time-budget", type=float, metavar="MIN", help="stop before an epoch would exceed it")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    m = t.add_argument_group("model")
+    m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
+    m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
+    m.add_argument("--image-size", type=int, help="decode/resize images to this size (default 32)")
+    m.add_argument("--input-size", type=int, help="size the network sees (efficientnet_lite0 upsamples)")
+    t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
+    t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
+
+    e = sub.add_parser("evaluate", help="score a trained model on a dataset and write a report")
+    e.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    e.add_argument("--out", help="output folder (default: the model's folder)")
+    e.add_argument("--device", default="auto")
+    _data_args(e)
+
+    p = sub.add_parser("predict", help="label images as REAL or FAKE")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    p.add_argument("--csv", help="also write the results to this CSV file")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--threshold", type=float, help="call FAKE when P(fake) >= this (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+
+    d = sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
+    d.set_defaults(command="download")
+    return parser
+
+
+def expand_inputs(inputs: list[str]) -> Iterator[str]:
+    """Files as given, folders walked recursively for images, globs expanded; lazily, for big folders."""
+    for item in inputs:
+        if os.path.isdir(item):
+            for dirpath, dirnames, names in os.walk(item):
+                dirnames.sort()
+                for n in sorted(names):
+                    if is_image_name(n):
+                        yield os.path.join(dirpath, n)
+        elif os.path.exists(item):
+            yield item
+        elif glob.has_magic(item):
+            matches = sorted(glob.iglob(item, recursive=True))
+            if not matches:
+                raise AivsrealError(f"no files match {item}")
+            yield from (m for m in matches if os.path.isfile(m))
+        else:
+            raise AivsrealError(f"no such file or folder: {item}")
+
+
+def cmd_train(args) -> int:
+    from aivsreal.pipeline import train_and_evaluate
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                 "patience": args.patience,
+                 "time_budget_s": args.time_budget * 60 if args.time_budget else None}
+    out = args.out or f"runs/{args.model}"
+    summary = train_and_evaluate(
+        args.model, out, _data_options(args), overrides,
+        {"image_size": args.image_size, "input_size": args.input_size},
+        device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
+        tta=not args.no_tta, run_eval=not args.no_eval,
+    )
+    _print_summary(summary, out)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from aivsreal.pipeline import evaluate_saved
+
+    summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device)
+    _print_summary(summary, args.out or str(Path(args.model).parent))
+    return 0
+
+
+def _data_options(args):
+    from aivsreal.pipeline import DataOptions
+
+    return DataOptions(path=args.data, val_fraction=args.val_fraction, seed=getattr(args, "seed", 0),
+                       limit=args.limit, cache_dir=args.cache_dir, no_cache=args.no_cache, strict=args.strict)
+
+
+def _print_summary(summary: dict, out: str) -> None:
+    for split, m in summary.get("metrics", {}).items():
+        print(f"{split:28s} acc {m['accuracy']:.4f}  precision {m['precision']:.4f}  "
+              f"recall {m['recall']:.4f}  f1 {m['f1']:.4f}  auc {m['roc_auc']:.4f}  (n={m['n']:,})")
+    print(f"model: {out}/model.pt" + (f"   report: {out}/report.md" if summary.get("metrics") else ""))
+
+
+def cmd_predict(args) -> int:
+    from aivsreal.predict import Detector
+
+    det = Detector.load(args.model, device=args.device)
+    if args.threshold is not None:
+        det.threshold = args.threshold
+    rows, failed = [], 0
+    print("path\tlabel\tp_fake")
+    for pred in det.iter_predict(expand_inputs(args.inputs), batch_size=args.batch_size):
+        if pred.error:
+            failed += 1
+            print(f"{pred.source}\tERROR\t{pred.error}")
+        else:
+            print(f"{pred.source}\t{pred.label}\t{pred.p_fake:.4f}")
+        rows.append(pred)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "p_fake", "error"])
+            for r in rows:
+                w.writerow([r.source, r.label or "", "" if r.p_fake is None else f"{r.p_fake:.6f}", r.error or ""])
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    if failed:
+        log.warning("%d of %d input(s) could not be read", failed, len(rows))
+    return 1 if failed and failed == len(rows) else 0
+
+
+def cmd_download(args) -> int:
+    from aivsreal.download import download_cifake
+
+    print(download_cifake())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}
+    try:
+        return commands[args.command](args)
+    except AivsrealError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"aivsreal: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aivsreal: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line unless --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"aivsreal: internal error: {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

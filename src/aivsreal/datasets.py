@@ -1,0 +1,158 @@
+"""Find REAL/FAKE images in a folder or zip, whatever the nesting, and split them.
+
+CIFAKE ships as `train/{REAL,FAKE}` and `test/{REAL,FAKE}`, as a folder, one Kaggle zip, or
+(our offline copy) `train.zip` + `test.zip`. Any folder of `REAL/` and `FAKE/` sub-folders works
+too: without a test split we carve one, with a fixed seed, so test is still never trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from aivsreal.errors import AivsrealError
+from aivsreal.images import is_image_name
+
+CLASS_NAMES = ("REAL", "FAKE")  # label 0 = REAL, label 1 = FAKE; the model outputs logit P(FAKE)
+SPLIT_ALIASES = {"train": "train", "training": "train", "test": "test", "testing": "test"}
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where one image's bytes live: a file on disk, or a member of a zip."""
+
+    container: str  # the zip file, or the root folder
+    name: str  # member name in the zip, or path relative to the root folder
+    size: int
+    stamp: int  # CRC-32 for zip members, mtime in ns for files
+
+    def read_bytes(self, zf: zipfile.ZipFile | None = None) -> bytes:
+        if zf is not None:
+            return zf.read(self.name)
+        return (Path(self.container) / self.name).read_bytes()
+
+    @property
+    def in_zip(self) -> bool:
+        return self.container.endswith(".zip")
+
+    @property
+    def display(self) -> str:
+        return f"{self.container}:{self.name}" if self.in_zip else str(Path(self.container) / self.name)
+
+
+@dataclass
+class Split:
+    refs: list[ImageRef]
+    labels: np.ndarray  # int64, 1 = FAKE
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split([self.refs[i] for i in index], self.labels[index])
+
+
+def find_splits(root: str | Path) -> dict[str, Split]:
+    """Index every image under `root` by split and class; raise one clear error on a bad layout."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise AivsrealError(f"data path not found: {root}")
+    refs = _list_images(root)
+    grouped: dict[str, dict[str, list[ImageRef]]] = {}
+    for ref in refs:
+        found = _split_and_class(ref.name)
+        if found is not None:
+            split, cls = found
+            grouped.setdefault(split, {"REAL": [], "FAKE": []})[cls].append(ref)
+    if not grouped:
+        raise AivsrealError(
+            f"{root}: no REAL/ and FAKE/ image folders found "
+            "(expected train/REAL, train/FAKE, test/REAL, test/FAKE, or just REAL/ and FAKE/)"
+        )
+    if "all" in grouped and len(grouped) > 1:
+        del grouped["all"]  # loose REAL/FAKE folders beside a proper train/test layout
+    splits = {}
+    for split, by_class in sorted(grouped.items()):
+        for cls in CLASS_NAMES:
+            if not by_class[cls]:
+                where = cls if split == "all" else f"{split}/{cls}"
+                raise AivsrealError(f"{root}: {where} has no images")
+        ordered = sorted(by_class["REAL"], key=_ref_key) + sorted(by_class["FAKE"], key=_ref_key)
+        labels = np.array([0] * len(by_class["REAL"]) + [1] * len(by_class["FAKE"]), dtype=np.int64)
+        splits[split] = Split(ordered, labels)
+    if "train" not in splits and "all" not in splits:
+        raise AivsrealError(f"{root}: found {', '.join(splits)} but no train/REAL and train/FAKE")
+    return splits
+
+
+def _ref_key(ref: ImageRef) -> tuple[str, str]:
+    return ref.container, ref.name
+
+
+def _split_and_class(name: str) -> tuple[str, str] | None:
+    parts = PurePosixPath(name).parts
+    if len(parts) < 2 or parts[-2].upper() not in CLASS_NAMES:
+        return None
+    cls = parts[-2].upper()
+    split = SPLIT_ALIASES.get(parts[-3].lower(), None) if len(parts) >= 3 else None
+    return (split or "all", cls)
+
+
+def _list_images(root: Path) -> list[ImageRef]:
+    if root.is_file():
+        if not zipfile.is_zipfile(root):
+            raise AivsrealError(f"{root}: not a folder or a zip file")
+        return _list_zip(root)
+    files = []
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            if is_image_name(n):
+                p = Path(dirpath) / n
+                st = p.stat()
+                files.append(ImageRef(str(root), p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    if files:
+        return files
+    # Nothing extracted: read the zips beside it (Kaggle's archive.zip, or train.zip + test.zip).
+    zips = sorted(p for p in root.iterdir() if p.suffix.lower() == ".zip")
+    return [ref for z in zips for ref in _list_zip(z)]
+
+
+def _list_zip(path: Path) -> list[ImageRef]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [
+                ImageRef(str(path), info.filename, info.file_size, info.CRC)
+                for info in zf.infolist()
+                if not info.is_dir() and is_image_name(info.filename)
+                and "__MACOSX" not in info.filename
+            ]
+    except zipfile.BadZipFile as e:
+        raise AivsrealError(f"{path}: corrupt zip file ({e})") from None
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with `fraction` of each class held out, reproducibly."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_held = int(round(len(idx) * fraction))
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def balanced_limit(split: Split, limit: int | None, seed: int) -> Split:
+    """At most `limit` images, half of each class, for quick runs."""
+    if limit is None or limit >= len(split):
+        return split
+    rng = np.random.default_rng(seed)
+    per_class = max(1, limit // 2)
+    index = np.concatenate([
+        rng.permutation(np.flatnonzero(split.labels == c))[:per_class] for c in (0, 1)
+    ])
+    return split.subset(np.sort(index))

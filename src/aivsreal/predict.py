@@ -1,0 +1,114 @@
+"""Run a trained detector on pixels, files, bytes or PIL images: the Python API and `predict`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aivsreal.device import autocast, resolve_device
+from aivsreal.images import BadImageError, decode_image, read_image_file
+from aivsreal.model_file import load_model
+from aivsreal.models import Detector as Network
+from aivsreal.train import pixels_to, to_tensor
+
+
+@torch.no_grad()
+def predict_pixels(model: Network, images: np.ndarray, device: torch.device,
+                   batch_size: int = 256, tta: bool = False) -> np.ndarray:
+    """P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages logits with the mirrored image."""
+    model.eval().to(device)
+    x_all, out = to_tensor(images), []
+    for i in range(0, len(x_all), batch_size):
+        x = pixels_to(x_all[i : i + batch_size], device)
+        with autocast(device):
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(3)).float()) / 2
+        out.append(torch.sigmoid(logits).cpu())
+    return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+
+
+@dataclass
+class Prediction:
+    source: str
+    label: str | None  # "REAL", "FAKE", or None when the image could not be read
+    p_fake: float | None
+    error: str | None = None
+
+
+ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL image
+
+
+class Detector:
+    """A trained model ready for inference.
+
+    >>> det = Detector.load("runs/cifake/model.pt")
+    >>> [p.label for p in det.predict(["cat.jpg", "render.png"])]
+    """
+
+    def __init__(self, model: Network, meta: dict[str, Any], device: torch.device):
+        self.model, self.meta, self.device = model.to(device), meta, device
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.tta = bool(meta.get("tta", False))
+        self.image_size = model.config.image_size
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+        model, meta = load_model(path)
+        return cls(model, meta, resolve_device(device))
+
+    @property
+    def name(self) -> str:
+        return self.model.config.name
+
+    def to_pixels(self, image: ImageInput) -> np.ndarray:
+        """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
+        if isinstance(image, (str, Path)):
+            return read_image_file(image, self.image_size)
+        if isinstance(image, bytes):
+            return decode_image(image, self.image_size)
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise BadImageError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
+            from PIL import Image
+
+            image = Image.fromarray(image)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")  # lossless: the pixels reach the model unchanged
+        return decode_image(buf.getvalue(), self.image_size)
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        return predict_pixels(self.model, pixels, self.device, tta=self.tta)
+
+    def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
+        return list(self.iter_predict(images, batch_size))
+
+    def iter_predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> Iterator[Prediction]:
+        """Stream predictions in input order; unreadable inputs yield a Prediction with `error`."""
+        batch: list[tuple[str, np.ndarray | None, str | None]] = []
+        for image in images:
+            source = str(image) if isinstance(image, (str, Path)) else f"<{type(image).__name__}>"
+            try:
+                batch.append((source, self.to_pixels(image), None))
+            except BadImageError as e:
+                batch.append((source, None, str(e)))
+            if len(batch) >= batch_size:
+                yield from self._flush(batch)
+                batch = []
+        yield from self._flush(batch)
+
+    def _flush(self, batch) -> Iterator[Prediction]:
+        good = [px for _, px, _ in batch if px is not None]
+        probs = iter(self.predict_proba(np.stack(good)) if good else [])
+        for source, px, error in batch:
+            if px is None:
+                yield Prediction(source, None, None, error)
+            else:
+                p = float(next(probs))
+                yield Prediction(source, "FAKE" if p >= self.threshold else "REAL", p)

@@ -1,0 +1,52 @@
+"""Read and write torch files safely: never run code from a file, never leave half a file.
+
+Files are read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain
+containers, so a crafted file cannot run code. Writes go to a temporary file that is
+renamed into place: a crash or Ctrl-C leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aivsreal.errors import AivsrealError
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: str | Path, what: str = "model file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise AivsrealError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # The weights-only unpickler names the global it refused; anything else is just garbage.
+        refused = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), None)
+        if refused:
+            raise AivsrealError(
+                f"{path}: refused to load: it holds Python objects, not just weights "
+                f"(possibly malicious; {refused})"
+            ) from None
+        raise AivsrealError(f"{path}: not a readable {what} (not a PyTorch file)") from None
+    except Exception as e:  # truncated zip, bad header, wrong magic...: untrusted input, one clear line
+        raise AivsrealError(f"{path}: not a readable {what} ({type(e).__name__})") from None

@@ -1,0 +1,261 @@
+"""The training loop: whole dataset in memory as uint8, bf16 autocast, checkpoint every epoch.
+
+Early stopping watches validation loss and restores the best epoch's weights. A run killed
+at any point resumes from its last complete epoch (`--resume`): the checkpoint holds the
+model, optimiser, schedule, early-stopping state and random-generator state.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from aivsreal.augment import flip_and_translate
+from aivsreal.decode_cache import DecodedSplit
+from aivsreal.device import amp_dtype, autocast
+from aivsreal.errors import AivsrealError
+from aivsreal.models import Detector
+from aivsreal.safe_io import atomic_save, safe_load
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    optimizer: str = "sgd"  # sgd (Nesterov) or adam(w)
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle or constant
+    warmup: float = 0.25  # fraction of steps spent warming up (onecycle)
+    label_smoothing: float = 0.1
+    max_shift: int = 2  # translate augmentation, pixels; 0 turns augmentation off
+    flip: bool = True
+    patience: int = 5  # epochs without val-loss improvement before stopping
+    seed: int = 0
+    time_budget_s: float | None = None  # stop before an epoch that would overrun it
+
+    @classmethod
+    def for_model(cls, recipe: dict[str, Any], **overrides: Any) -> TrainConfig:
+        values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 numpy -> NCHW uint8 tensor that is channels_last in memory (no copy)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def pixels_to(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batch_u8.to(device, non_blocking=True).float().contiguous(memory_format=torch.channels_last)
+
+
+def _optimizer(model: Detector, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer in ("adam", "adamw"):
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise AivsrealError(f"unknown optimizer {cfg.optimizer!r} (sgd, adam)")
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
+    if cfg.schedule == "onecycle":
+        steps = max(steps, 4)  # OneCycleLR needs at least one step in each phase
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=steps, pct_start=min(max(cfg.warmup, 2.0 / steps), 0.5),
+            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
+        )
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise AivsrealError(f"unknown schedule {cfg.schedule!r} (onecycle, constant)")
+
+
+def soft_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    return labels.float() * (1.0 - smoothing) + 0.5 * smoothing
+
+
+@torch.no_grad()
+def evaluate_loss(model: Detector, data: DecodedSplit, device: torch.device, batch_size: int = 1024):
+    """(mean BCE loss, accuracy) on a split, in eval mode, without augmentation."""
+    model.eval()
+    x_all, y_all = to_tensor(data.images), torch.from_numpy(data.labels)
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y_all), batch_size):
+        y = y_all[i : i + batch_size].to(device)
+        with autocast(device):
+            logits = model(pixels_to(x_all[i : i + batch_size], device)).float()
+        loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item()
+        correct += ((logits > 0).long() == y).sum().item()
+    return loss_sum / len(y_all), correct / len(y_all)
+
+
+def train(
+    model: Detector,
+    train_data: DecodedSplit,
+    val_data: DecodedSplit,
+    cfg: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """Train in place; on return `model` holds the best epoch's weights.
+
+    `on_epoch_end` runs after each epoch's checkpoint is on disk (the tests use it to
+    simulate a crash at that point).
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.to(device).to(memory_format=torch.channels_last)
+    x_all, y_all = to_tensor(train_data.images), torch.from_numpy(train_data.labels)
+    if device.type == "cuda":
+        x_all = x_all.pin_memory()
+    steps_per_epoch = len(y_all) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise AivsrealError(f"only {len(y_all)} training images, fewer than one batch of {cfg.batch_size}")
+    opt = _optimizer(model, cfg)
+    sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
+    state, best_weights = TrainState(), _copy_weights(model)
+    ckpt_path = out_dir / CHECKPOINT
+    if resume:
+        state, best_weights = _restore(ckpt_path, model, opt, sched, gen, cfg)
+
+    while state.epoch < cfg.epochs and not state.stopped_early:
+        last = state.history[-1]["seconds"] if state.history else 0.0
+        if cfg.time_budget_s and state.seconds + last > cfg.time_budget_s:
+            log.info("time budget of %.0fs reached after %d epochs", cfg.time_budget_s, state.epoch)
+            break
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(y_all), generator=gen)
+        loss_sum = correct = seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
+        for step in bar:
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = pixels_to(x_all[idx], device)
+            y = y_all[idx].to(device, non_blocking=True)
+            x = flip_and_translate(x, cfg.flip, cfg.max_shift, gen)
+            with autocast(device):
+                logits = model(x).float()
+            loss = F.binary_cross_entropy_with_logits(logits, soft_targets(y, cfg.label_smoothing))
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.item() * len(y)
+            correct += ((logits.detach() > 0).long() == y).sum().item()
+            seen += len(y)
+            if step % 20 == 0:
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                img_s=f"{seen / elapsed:.0f}")
+        if not math.isfinite(loss_sum):
+            raise AivsrealError(f"training diverged (loss is {loss_sum}); try a lower --lr")
+        train_seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate_loss(model, val_data, device)
+        seconds = time.perf_counter() - t0
+        state.epoch += 1
+        state.seconds += seconds
+        row = {"epoch": state.epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"],
+               "seconds": seconds, "train_img_per_s": seen / train_seconds}
+        state.history.append(row)
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            best_weights = _copy_weights(model)
+        else:
+            state.bad_epochs += 1
+            state.stopped_early = state.bad_epochs >= cfg.patience
+        log.info("epoch %d/%d  loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs, %.0f img/s%s",
+                 state.epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
+                 seconds, row["train_img_per_s"], "  (early stop)" if state.stopped_early else "")
+        _save_checkpoint(ckpt_path, model, opt, sched, gen, cfg, state, best_weights)
+        write_history(out_dir / "history.csv", state.history)
+        if on_epoch_end:
+            on_epoch_end(state)
+
+    model.load_state_dict(best_weights)
+    model.eval()
+    return state
+
+
+def _copy_weights(model: Detector) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _save_checkpoint(path, model, opt, sched, gen, cfg, state: TrainState, best_weights) -> None:
+    atomic_save({
+        "format": "aivsreal-checkpoint",
+        "model_config": model.config.to_dict(),
+        "train_config": asdict(cfg),
+        "model": _copy_weights(model),
+        "best_model": best_weights,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "state": asdict(state),
+    }, path)
+
+
+def _restore(path: Path, model, opt, sched, gen, cfg: TrainConfig):
+    ckpt = safe_load(path, what="training checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "aivsreal-checkpoint":
+        raise AivsrealError(f"{path}: not an aivsreal training checkpoint")
+    if ckpt["model_config"] != model.config.to_dict():
+        raise AivsrealError(f"{path}: checkpoint is for model {ckpt['model_config']['name']!r} "
+                            "with other settings; resume with the same --model and options")
+    changed = [k for k, v in asdict(cfg).items() if k != "time_budget_s" and ckpt["train_config"][k] != v]
+    if changed:
+        raise AivsrealError(f"{path}: resume with the same training options; these differ: {', '.join(changed)}")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    gen.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    state = TrainState(**ckpt["state"])
+    log.info("resumed from %s after epoch %d", path, state.epoch)
+    return state, ckpt["best_model"]
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    if not history:
+        return
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)

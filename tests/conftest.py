@@ -1,0 +1,62 @@
+"""Small datasets the tests make themselves: tiny JPEGs in the CIFAKE layout."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Keep each test process to the cores it has, and quiet.
+os.environ.setdefault("AIVSREAL_CACHE_DIR", str(Path(__file__).parent / ".cache-never-used"))
+
+SHARED_CIFAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifake"
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def synthetic_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """REAL: dark, smooth; FAKE: bright with a fine checkerboard. Easy to learn, on purpose."""
+    base = rng.integers(20, 90, size=(1, 1, 3)) if label == 0 else rng.integers(150, 230, size=(1, 1, 3))
+    img = np.broadcast_to(base, (size, size, 3)).astype(np.int32) + rng.integers(-15, 15, (size, size, 3))
+    if label == 1:
+        img += (np.indices((size, size)).sum(0) % 2 * 20)[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_dataset(root: Path, per_class: dict[str, int], seed: int = 0, size: int = 32) -> Path:
+    """Write `root/{split}/{REAL,FAKE}/N.jpg` with per_class={'train': n, 'test': m}."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for label, cls in enumerate(("REAL", "FAKE")):
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (folder / f"{i}.jpg").write_bytes(jpeg_bytes(synthetic_image(label, rng, size)))
+    return root
+
+
+def zip_folder(folder: Path, zip_path: Path) -> Path:
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(folder).as_posix())
+    return zip_path
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data", {"train": 96, "test": 32})
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"

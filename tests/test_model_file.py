@@ -1,0 +1,83 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from aivsreal.errors import AivsrealError
+from aivsreal.model_file import FORMAT_VERSION, load_model, save_model
+from aivsreal.models import build_model, default_config
+from aivsreal.predict import Detector
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = build_model(default_config("fast")).eval()
+    path = tmp_path / "model.pt"
+    save_model(path, model, {"tta": True, "threshold": 0.3})
+    return model, path
+
+
+def test_roundtrip_gives_identical_predictions(saved):
+    model, path = saved
+    loaded, meta = load_model(path)
+    x = torch.rand(4, 3, 32, 32) * 255
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert meta["tta"] is True and meta["threshold"] == 0.3 and meta["class_names"] == ["REAL", "FAKE"]
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this ran code while loading",))
+
+
+def test_pickled_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "aivsreal-model", "payload": Exploit()}, path)
+    with pytest.raises(AivsrealError, match="refused to load"):
+        load_model(path)
+    assert "this ran code" not in capsys.readouterr().out
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(AivsrealError):
+        load_model(raw)
+    assert "this ran code" not in capsys.readouterr().out
+
+
+def test_missing_corrupt_foreign_and_future_files(tmp_path, saved):
+    with pytest.raises(AivsrealError, match="not found"):
+        load_model(tmp_path / "nope.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(AivsrealError, match="not a readable model file"):
+        load_model(tmp_path / "corrupt.pt")
+    torch.save({"some": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(AivsrealError, match="not an aivsreal model file"):
+        load_model(tmp_path / "foreign.pt")
+    obj = torch.load(saved[1], weights_only=True)
+    obj["format_version"] = FORMAT_VERSION + 1
+    torch.save(obj, tmp_path / "future.pt")
+    with pytest.raises(AivsrealError, match="newer than this aivsreal"):
+        load_model(tmp_path / "future.pt")
+    obj["format_version"] = FORMAT_VERSION
+    obj["config"]["options"]["widths"] = [8, 8, 8]
+    torch.save(obj, tmp_path / "mismatch.pt")
+    with pytest.raises(AivsrealError, match="do not fit"):
+        load_model(tmp_path / "mismatch.pt")
+
+
+def test_detector_api_on_mixed_inputs(saved, tmp_path):
+    from PIL import Image
+
+    _, path = saved
+    det = Detector.load(path, device="cpu")
+    arr = np.zeros((50, 40, 3), np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    preds = det.predict([tmp_path / "a.png", arr, Image.fromarray(arr), (tmp_path / "a.png").read_bytes(),
+                         tmp_path / "bad.jpg"], batch_size=2)
+    assert [p.label is None for p in preds] == [False, False, False, False, True]
+    assert "bad.jpg" in preds[4].error
+    probs = [p.p_fake for p in preds[:4]]
+    assert max(probs) - min(probs) < 1e-6  # the same pixels, however they arrive
+    assert all(p.label == ("FAKE" if p.p_fake >= 0.3 else "REAL") for p in preds[:4])

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import timm
+import torch
+
+from aivsreal.errors import AivsrealError
+from aivsreal.models import MODEL_NAMES, build_model, default_config
+from aivsreal.models.efficientnet_lite0 import imagenet_model, lukemelas_to_timm, packaged_weights_path
+from aivsreal.models.resnet50v2 import SeedHead
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_maps_pixels_to_one_logit(name):
+    model = build_model(default_config(name)).eval()
+    x = torch.rand(2, 3, 32, 32) * 255
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+
+
+def test_seed_head_is_the_seed_recipe():
+    model = build_model(default_config("resnet50v2"))
+    head = model.network[1].layers
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Dropout", "BatchNorm2d", "Flatten", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    assert head[0].p == 0.25 and head[6].p == 0.5 and head[3].out_features == 64 and head[7].out_features == 1
+    assert isinstance(model.network[1], SeedHead)
+
+
+def test_resnet50v2_loads_a_local_weights_file(tmp_path):
+    donor = timm.create_model("resnetv2_50", num_classes=1000)
+    path = tmp_path / "resnetv2_50.pth"
+    torch.save(donor.state_dict(), path)
+    model = build_model(default_config("resnet50v2"), pretrained=True, weights=str(path))
+    assert torch.equal(model.network[0].stem.conv.weight, donor.stem.conv.weight)
+
+
+def test_wrong_weights_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"foo.weight": torch.zeros(3)}, path)
+    with pytest.raises(AivsrealError, match="not resnetv2_50 weights"):
+        build_model(default_config("resnet50v2"), weights=str(path))
+    with pytest.raises(AivsrealError, match="not EfficientNet-Lite0 weights"):
+        build_model(default_config("efficientnet_lite0"), weights=str(path))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(AivsrealError, match="not a readable weights file"):
+        build_model(default_config("resnet50v2"), weights=str(tmp_path / "junk.pth"))
+
+
+def test_lukemelas_keys_map_onto_timm_exactly():
+    state = torch.load(packaged_weights_path(), weights_only=True)
+    mapped = lukemelas_to_timm(state)
+    target = timm.create_model("efficientnet_lite0").state_dict()
+    assert set(mapped) == set(target)
+    assert all(mapped[k].shape == target[k].shape for k in target)
+
+
+def test_packaged_imagenet_weights_recognise_a_cat():
+    """The real check that the weights are ImageNet ones: Chelsea the cat is a cat class."""
+    from PIL import Image
+    from skimage import data
+
+    img = Image.fromarray(data.chelsea()).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
+    x = (torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() - 127.0) / 128.0
+    with torch.no_grad():
+        top3 = imagenet_model().eval()(x).topk(3).indices[0].tolist()
+    cats = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert top3[0] in cats and set(top3) <= cats | {287}
+
+
+def test_pretrained_efficientnet_keeps_imagenet_features():
+    model = build_model(default_config("efficientnet_lite0"), pretrained=True)
+    reference = imagenet_model()
+    assert torch.equal(model.network.conv_stem.weight, reference.conv_stem.weight)
+    assert model.network.classifier.out_features == 1
+
+
+def test_fast_rejects_pretrained_and_unknown_model():
+    with pytest.raises(AivsrealError, match="from scratch"):
+        build_model(default_config("fast"), pretrained=True)
+    with pytest.raises(AivsrealError, match="unknown model"):
+        default_config("vit_huge")

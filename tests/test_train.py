@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from aivsreal.augment import flip_and_translate
+from aivsreal.data import prepare
+from aivsreal.errors import AivsrealError
+from aivsreal.models import build_model, default_config
+from aivsreal.predict import predict_pixels
+from aivsreal.train import CHECKPOINT, TrainConfig, train
+
+QUICK = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=10)
+
+
+@pytest.fixture
+def run_data(tiny_data, cache_dir):
+    return prepare(tiny_data, 32, cache_dir, val_fraction=0.25, seed=0)
+
+
+def test_learns_a_separable_dataset(run_data, tmp_path):
+    model = build_model(default_config("fast"))
+    state = train(model, run_data.train, run_data.val, QUICK, tmp_path, torch.device("cpu"))
+    assert state.epoch == 3 and len(state.history) == 3
+    p = predict_pixels(model, run_data.test.images, torch.device("cpu"))
+    assert ((p >= 0.5) == run_data.test.labels).mean() >= 0.9
+    assert (tmp_path / CHECKPOINT).exists() and (tmp_path / "history.csv").exists()
+
+
+def test_resume_continues_where_it_stopped(run_data, tmp_path):
+    cpu = torch.device("cpu")
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    full = build_model(default_config("fast"))
+    train(full, run_data.train, run_data.val, QUICK, full_dir, cpu)
+    # Stop after 1 epoch (as if killed), then resume to 3: same result as one uninterrupted run.
+    first = build_model(default_config("fast"))
+    with pytest.raises(SystemExit):
+        train(first, run_data.train, run_data.val, QUICK, part_dir, cpu, on_epoch_end=_exit_after_one)
+    resumed = build_model(default_config("fast"))
+    state = train(resumed, run_data.train, run_data.val, QUICK, part_dir, cpu, resume=True)
+    assert state.epoch == 3
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+def _exit_after_one(state):
+    if state.epoch == 1:
+        raise SystemExit
+
+
+def test_resume_refuses_other_options(run_data, tmp_path):
+    train(build_model(default_config("fast")), run_data.train, run_data.val,
+          TrainConfig(epochs=1, batch_size=32), tmp_path, torch.device("cpu"))
+    with pytest.raises(AivsrealError, match="differ: lr"):
+        train(build_model(default_config("fast")), run_data.train, run_data.val,
+              TrainConfig(epochs=1, batch_size=32, lr=0.5), tmp_path, torch.device("cpu"), resume=True)
+
+
+def test_early_stopping_restores_the_best_epoch(run_data, tmp_path):
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=5.0, schedule="constant", patience=2)  # diverges
+    model = build_model(default_config("fast"))
+    state = train(model, run_data.train, run_data.val, cfg, tmp_path, torch.device("cpu"))
+    assert state.stopped_early and state.epoch == state.best_epoch + 2 < 30
+    from aivsreal.train import evaluate_loss
+
+    val_loss, _ = evaluate_loss(model, run_data.val, torch.device("cpu"))
+    assert val_loss == pytest.approx(state.best_val_loss, rel=1e-3)
+
+
+def test_flip_and_translate_exact():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    flipped_only = flip_and_translate(x, True, 0, g)
+    for i in range(2):
+        assert torch.equal(flipped_only[i], x[i]) or torch.equal(flipped_only[i], x[i].flip(2))
+    shifted = flip_and_translate(x, False, 1, g)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    for i in range(2):  # every output is some 6x6 window of the reflect-padded input
+        windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(3) for dx in range(3)]
+        assert any(torch.equal(shifted[i], w) for w in windows)
+    assert torch.equal(flip_and_translate(x, False, 0, g), x)
+
+
+def test_data_prepare_drops_train_duplicates_and_flags_leaks(tiny_data, cache_dir):
+    import shutil
+
+    shutil.copy(tiny_data / "train" / "FAKE" / "1.jpg", tiny_data / "train" / "FAKE" / "1 (2).jpg")
+    shutil.copy(tiny_data / "train" / "REAL" / "5.jpg", tiny_data / "test" / "REAL" / "leak.jpg")
+    rd = prepare(tiny_data, 32, cache_dir, val_fraction=0.25, seed=0)
+    assert len(rd.train) + len(rd.val) == 192  # 193 files, one duplicate dropped
+    assert rd.leaked.sum() == 1 and len(rd.test) == 65
+    assert any("duplicate" in n for n in rd.notes) and any("identical" in n for n in rd.notes)
+    assert np.isin(rd.val.names, rd.train.names).sum() == 0

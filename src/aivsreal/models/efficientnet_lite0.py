@@ -26,8 +26,9 @@ TIMM_NAME = "efficientnet_lite0"
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage: lukemelas numbers them 0..15 flat
-# Fine-tuning: AdamW with a short one-cycle schedule; a few epochs suffice from ImageNet weights.
-TRAIN_RECIPE = {"epochs": 4, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
+# Fine-tuning: AdamW with a short one-cycle schedule; two epochs (~13 min on 2 CPU cores at 64px,
+# 234 img/s; 348 img/s at 48px) suffice from ImageNet weights.
+TRAIN_RECIPE = {"epochs": 2, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.1, "max_shift": 2, "flip": True,
                 "patience": 3}
 

@@ -1,4 +1,4 @@
-"""`aivsreal` command line: train, evaluate, predict, download.
+"""`aivsreal` command line: train, evaluate, predict, serve, download.
 
 Every expected failure (bad path, bad layout, bad model file) prints one line and exits 2;
 `--verbose` adds the traceback.
@@ -7,7 +7,6 @@ Every expected failure (bad path, bad layout, bad model file) prints one line an
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import logging
@@ -75,6 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="call FAKE when P(fake) >= this (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="onnx: run a file from `aivsreal export` with onnxruntime")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="torch backend only")
+    p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="skip files already in --csv and append to it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
+
+    x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
+    x.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    x.add_argument("--format", default="onnx", choices=["onnx"])
+    x.add_argument("--out", help="output file (default: MODEL with .onnx)")
+
+    s = sub.add_parser("serve", help="web page and REST API around a trained model")
+    s.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=10.0, help="per-file upload limit (413 above it)")
+    s.add_argument("--device", default="auto")
 
     d = sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
     d.set_defaults(command="download")
@@ -141,31 +158,54 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_predict(args) -> int:
+    from aivsreal.batch_scoring import score_paths, score_to_csv
     from aivsreal.predict import Detector
 
-    det = Detector.load(args.model, device=args.device)
+    if args.resume and not args.csv:
+        raise AivsrealError("--resume needs --csv: it skips the files already in that CSV")
+    det = Detector.load(args.model, device=args.device, backend=args.backend, precision=args.precision)
     if args.threshold is not None:
         det.threshold = args.threshold
-    rows, failed = [], 0
-    print("path\tlabel\tp_fake")
-    for pred in det.iter_predict(expand_inputs(args.inputs), batch_size=args.batch_size):
-        if pred.error:
-            failed += 1
-            print(f"{pred.source}\tERROR\t{pred.error}")
-        else:
-            print(f"{pred.source}\t{pred.label}\t{pred.p_fake:.4f}")
-        rows.append(pred)
+    paths = expand_inputs(args.inputs)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "p_fake", "error"])
-            for r in rows:
-                w.writerow([r.source, r.label or "", "" if r.p_fake is None else f"{r.p_fake:.6f}", r.error or ""])
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+        preds = score_to_csv(det, paths, Path(args.csv), args.resume, args.batch_size, args.workers)
+    else:
+        preds = score_paths(det, paths, args.batch_size, args.workers)
+    json_out = open(args.json, "w") if args.json else None
+    total = failed = 0
+    if not args.quiet:
+        print("path\tlabel\tp_fake")
+    try:
+        for pred in preds:
+            total += 1
+            failed += pred.error is not None
+            if not args.quiet:
+                print(f"{pred.source}\tERROR\t{pred.error}" if pred.error
+                      else f"{pred.source}\t{pred.label}\t{pred.p_fake:.4f}")
+            if json_out:
+                json_out.write(("[\n" if total == 1 else ",\n") + json.dumps(pred.__dict__))
+    finally:
+        if json_out:
+            json_out.write("\n]\n" if total else "[]\n")
+            json_out.close()
     if failed:
-        log.warning("%d of %d input(s) could not be read", failed, len(rows))
-    return 1 if failed and failed == len(rows) else 0
+        log.warning("%d of %d input(s) could not be read", failed, total)
+    return 1 if failed and failed == total else 0
+
+
+def cmd_export(args) -> int:
+    from aivsreal.export import export_onnx
+
+    out = args.out or str(Path(args.model).with_suffix(".onnx"))
+    print(export_onnx(args.model, out))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from aivsreal.server import serve
+
+    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    return 0
 
 
 def cmd_download(args) -> int:
@@ -179,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+                "serve": cmd_serve, "download": cmd_download}
     try:
         return commands[args.command](args)
     except AivsrealError as e:

@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from aivsreal.datasets import ImageRef, Split
 from aivsreal.errors import AivsrealError
 from aivsreal.images import BadImageError, decode_image
+from aivsreal.safe_io import atomic_write
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -169,15 +169,6 @@ def _read_cache(path: Path, size: int) -> DecodedSplit | None:
 
 
 def _write_cache(path: Path, d: DecodedSplit) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"format": CACHE_FORMAT, "skipped": d.skipped})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=d.images, labels=d.labels, names=np.array(d.names), meta=np.array(meta))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, images=d.images, labels=d.labels, names=np.array(d.names),
+                                          meta=np.array(meta)))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aivsreal import data as run_data
+from aivsreal import distributed
 from aivsreal.decode_cache import default_cache_dir
 from aivsreal.device import resolve_device
 from aivsreal.download import default_data_path
@@ -63,7 +64,7 @@ def train_and_evaluate(
     run_eval: bool = True,
 ) -> dict[str, Any]:
     out = writable_dir(out_dir)
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))
     config = default_config(model_name, **model_overrides)
     cfg = TrainConfig.for_model(train_recipe(model_name), seed=data.seed, **train_overrides)
     rd = data.load(config.image_size)
@@ -72,6 +73,9 @@ def train_and_evaluate(
         log.info("data: %s", note)
     model = build_model(config, pretrained=pretrained, weights=weights)
     state = train(model, rd.train, rd.val, cfg, out, dev, resume=resume)
+    if not distributed.is_main():  # rank 0 alone writes the model and the report
+        distributed.finish()
+        return {}
     speeds = [h["train_img_per_s"] for h in state.history] or [0.0]
     summary = {
         "model": {"name": model_name, "config": config.to_dict(),
@@ -82,13 +86,14 @@ def train_and_evaluate(
                      "best_val_loss": state.best_val_loss, "seconds": state.seconds,
                      "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early},
         "device": str(dev),
+        "processes": distributed.world_size(),
     }
     save_model(out / "model.pt", model, {"tta": tta, "summary": summary})
-    if not run_eval:
-        return summary
-    splits = {"train": rd.train, "val": rd.val, "test": rd.test}
-    summary = evaluate(model, splits, dev, out, summary, tta=tta, leaked=rd.leaked, history=state.history)
-    save_model(out / "model.pt", model, {"tta": tta, "summary": summary})
+    if run_eval:
+        splits = {"train": rd.train, "val": rd.val, "test": rd.test}
+        summary = evaluate(model, splits, dev, out, summary, tta=tta, leaked=rd.leaked, history=state.history)
+        save_model(out / "model.pt", model, {"tta": tta, "summary": summary})
+    distributed.finish()
     return summary
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,26 +13,59 @@ import numpy as np
 import torch
 
 from aivsreal.device import autocast, resolve_device
+from aivsreal.errors import AivsrealError
 from aivsreal.images import BadImageError, decode_image, read_image_file
 from aivsreal.model_file import load_model
 from aivsreal.models import Detector as Network
+from aivsreal.models import ModelConfig
 from aivsreal.train import pixels_to, to_tensor
 
 
 @torch.no_grad()
 def predict_pixels(model: Network, images: np.ndarray, device: torch.device,
-                   batch_size: int = 256, tta: bool = False) -> np.ndarray:
-    """P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages logits with the mirrored image."""
+                   batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
+    """P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages logits with the mirrored image.
+
+    `amp` runs in bf16 (fp16 on older GPUs): about 2x faster on CPU, P(FAKE) within ~1e-2 of fp32.
+    """
     model.eval().to(device)
     x_all, out = to_tensor(images), []
     for i in range(0, len(x_all), batch_size):
         x = pixels_to(x_all[i : i + batch_size], device)
-        with autocast(device):
+        with autocast(device, enabled=amp):
             logits = model(x).float()
             if tta:
                 logits = (logits + model(x.flip(3)).float()) / 2
         out.append(torch.sigmoid(logits).cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+
+
+class TorchScorer:
+    def __init__(self, model: Network, device: torch.device, tta: bool, amp: bool):
+        self.model, self.device, self.tta, self.amp = model.to(device), device, tta, amp
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return predict_pixels(self.model, pixels, self.device, tta=self.tta, amp=self.amp)
+
+
+class OnnxScorer:
+    """onnxruntime on a file from `aivsreal export` (the graph includes TTA and the sigmoid)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise AivsrealError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "aivsreal" not in props:
+            raise AivsrealError(f"{path}: not an ONNX file made by `aivsreal export`")
+        self.meta = json.loads(props["aivsreal"])
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
+        return self.session.run(["p_fake"], {"pixels": x})[0].astype(np.float64)
 
 
 @dataclass
@@ -52,20 +86,27 @@ class Detector:
     >>> [p.label for p in det.predict(["cat.jpg", "render.png"])]
     """
 
-    def __init__(self, model: Network, meta: dict[str, Any], device: torch.device):
-        self.model, self.meta, self.device = model.to(device), meta, device
+    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: dict[str, Any]):
+        self.scorer, self.config, self.meta = scorer, config, meta
         self.threshold = float(meta.get("threshold", 0.5))
         self.tta = bool(meta.get("tta", False))
-        self.image_size = model.config.image_size
+        self.image_size = config.image_size
+        self.name = config.name
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch",
+             precision: str = "bf16") -> Detector:
+        """`backend="torch"` reads model.pt; `backend="onnx"` reads a file from `aivsreal export`."""
+        if backend == "onnx":
+            scorer = OnnxScorer(Path(path))
+            return cls(scorer, ModelConfig.from_dict(scorer.meta["config"]), scorer.meta)
+        if backend != "torch":
+            raise AivsrealError(f"unknown backend {backend!r} (torch, onnx)")
+        if precision not in ("bf16", "fp32"):
+            raise AivsrealError(f"unknown precision {precision!r} (bf16, fp32)")
         model, meta = load_model(path)
-        return cls(model, meta, resolve_device(device))
-
-    @property
-    def name(self) -> str:
-        return self.model.config.name
+        scorer = TorchScorer(model, resolve_device(device), bool(meta.get("tta")), amp=precision == "bf16")
+        return cls(scorer, model.config, meta)
 
     def to_pixels(self, image: ImageInput) -> np.ndarray:
         """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
@@ -84,7 +125,7 @@ class Detector:
         return decode_image(buf.getvalue(), self.image_size)
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        return predict_pixels(self.model, pixels, self.device, tta=self.tta)
+        return self.scorer(pixels)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
         return list(self.iter_predict(images, batch_size))

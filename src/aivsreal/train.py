@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from aivsreal import distributed
 from aivsreal.augment import flip_and_translate
 from aivsreal.decode_cache import DecodedSplit
 from aivsreal.device import amp_dtype, autocast
@@ -134,14 +135,20 @@ def train(
     simulate a crash at that point).
     """
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: the same permutation
     model.to(device).to(memory_format=torch.channels_last)
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
     x_all, y_all = to_tensor(train_data.images), torch.from_numpy(train_data.labels)
     if device.type == "cuda":
         x_all = x_all.pin_memory()
-    steps_per_epoch = len(y_all) // cfg.batch_size
+    steps_per_epoch = len(y_all) // world // cfg.batch_size
     if steps_per_epoch == 0:
-        raise AivsrealError(f"only {len(y_all)} training images, fewer than one batch of {cfg.batch_size}")
+        raise AivsrealError(f"only {len(y_all)} training images, fewer than one batch of {cfg.batch_size}"
+                            f"{f' per each of {world} processes' if world > 1 else ''}")
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
@@ -157,17 +164,18 @@ def train(
             break
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(y_all), generator=gen)
+        perm = torch.randperm(len(y_all), generator=gen)[rank::world]  # this rank's share
         loss_sum = correct = seen = 0
+        show = main and (sys.stderr.isatty() if progress is None else progress)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
+                   disable=not show, leave=False)
         for step in bar:
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x = pixels_to(x_all[idx], device)
             y = y_all[idx].to(device, non_blocking=True)
             x = flip_and_translate(x, cfg.flip, cfg.max_shift, gen)
             with autocast(device):
-                logits = model(x).float()
+                logits = net(x).float()
             loss = F.binary_cross_entropy_with_logits(logits, soft_targets(y, cfg.label_smoothing))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -190,7 +198,7 @@ def train(
         state.seconds += seconds
         row = {"epoch": state.epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"],
-               "seconds": seconds, "train_img_per_s": seen / train_seconds}
+               "seconds": seconds, "train_img_per_s": seen * world / train_seconds}
         state.history.append(row)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
@@ -198,6 +206,8 @@ def train(
         else:
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
+        if not main:
+            continue  # every rank computes the same val loss, so early stopping agrees
         log.info("epoch %d/%d  loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs, %.0f img/s%s",
                  state.epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
                  seconds, row["train_img_per_s"], "  (early stop)" if state.stopped_early else "")

@@ -1,0 +1,91 @@
+"""Inference throughput on CPU: PyTorch eager (fp32, bf16) and onnxruntime, batch 1 and 256.
+
+    python benchmarks/inference.py
+
+Uses the models trained by benchmarks/cifake.py (benchmarks/runs/NAME/model.pt) when present,
+else freshly initialised ones (throughput does not depend on the weights). Writes
+benchmarks/results/inference.{json,md}. Images/s are medians over repeated timed calls,
+after a warm-up, on already-decoded pixels; TTA as the model file says (2 passes when on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aivsreal.export import export_onnx
+from aivsreal.model_file import save_model
+from aivsreal.models import build_model, default_config
+from aivsreal.predict import Detector
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def images_per_s(det: Detector, batch: int, min_seconds: float = 3.0) -> float:
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    det.predict_proba(pixels)
+    det.predict_proba(pixels)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        det.predict_proba(pixels)
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def model_file(name: str, tmp: Path) -> tuple[Path, str]:
+    trained = Path("benchmarks/runs") / name / "model.pt"
+    if trained.exists():
+        return trained, "trained"
+    path = tmp / f"{name}.pt"
+    save_model(path, build_model(default_config(name)), {"tta": True})
+    return path, "untrained"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["fast", "efficientnet_lite0"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 256])
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            path, origin = model_file(name, Path(tmp))
+            onnx_path = export_onnx(path, Path(tmp) / f"{name}.onnx")
+            backends = {"torch fp32": Detector.load(path, device="cpu", precision="fp32"),
+                        "torch bf16": Detector.load(path, device="cpu", precision="bf16"),
+                        "onnxruntime fp32": Detector.load(onnx_path, backend="onnx")}
+            for backend, det in backends.items():
+                for batch in args.batches:
+                    rows.append({"model": name, "weights": origin, "backend": backend, "batch": batch,
+                                 "tta": det.tta, "img_per_s": images_per_s(det, batch)})
+                    print(json.dumps(rows[-1]), flush=True)
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "python benchmarks/inference.py "
+            + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [f"Measured {meta['date']} on {meta['cpus']} CPU cores (torch {meta['torch']}): `{meta['command']}`. "
+             "Images/s on decoded 32x32 pixels, median of timed calls; TTA (2 passes) as each model uses it.", "",
+             "| model | backend | batch 1 img/s | batch 256 img/s |", "|---|---|---|---|"]
+    for name in args.models:
+        for backend in ("torch fp32", "torch bf16", "onnxruntime fp32"):
+            got = {r["batch"]: r["img_per_s"] for r in rows if r["model"] == name and r["backend"] == backend}
+            lines.append(f"| `{name}` | {backend} | {got.get(1, 0):,.0f} | {got.get(256, 0):,.0f} |")
+    (RESULTS / "inference.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

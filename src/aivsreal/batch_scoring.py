@@ -1,0 +1,88 @@
+"""Score folders of any size: parallel decode, bounded memory, resumable CSV output.
+
+Paths stream in (a generator over os.walk: the full list is never held), are decoded by a
+process pool one window at a time, scored in batches, and each row is written and flushed
+as soon as it is known. With `resume`, paths already in the CSV are skipped, so a killed
+job over a million files picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from aivsreal.images import BadImageError, read_image_file
+from aivsreal.predict import Detector, Prediction
+
+CSV_FIELDS = ["path", "label", "p_fake", "error"]
+
+
+def _decode(path: str, size: int) -> tuple[str, np.ndarray | None, str | None]:
+    try:
+        return path, read_image_file(path, size), None
+    except BadImageError as e:
+        return path, None, str(e)
+
+
+def already_scored(csv_path: Path) -> set[str]:
+    if not csv_path.exists():
+        return set()
+    with open(csv_path, newline="") as f:
+        return {row["path"] for row in csv.DictReader(f) if row.get("path")}
+
+
+def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
+                workers: int | None = None) -> Iterator[Prediction]:
+    """Predictions in input order; decoding runs `workers` processes ahead, one window at a time."""
+    workers = workers or os.cpu_count() or 1
+    window = batch_size * 4
+    decode = partial(_decode, size=det.image_size)
+    pool = None
+    if workers > 1:
+        methods = multiprocessing.get_all_start_methods()
+        pool = multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
+    try:
+        it = iter(paths)
+        while chunk := list(itertools.islice(it, window)):
+            decoded = pool.map(decode, chunk, chunksize=16) if pool else [decode(p) for p in chunk]
+            good = [px for _, px, _ in decoded if px is not None]
+            probs = iter(np.concatenate([det.predict_proba(np.stack(good[i : i + batch_size]))
+                                         for i in range(0, len(good), batch_size)]) if good else [])
+            for path, px, error in decoded:
+                if px is None:
+                    yield Prediction(path, None, None, error)
+                else:
+                    p = float(next(probs))
+                    yield Prediction(path, "FAKE" if p >= det.threshold else "REAL", p)
+    finally:
+        if pool:
+            pool.terminate()
+
+
+def score_to_csv(det: Detector, paths: Iterable[str], csv_path: Path, resume: bool = False,
+                 batch_size: int = 256, workers: int | None = None) -> Iterator[Prediction]:
+    """`score_paths`, writing each row to `csv_path` as it comes (appending when resuming)."""
+    skip = already_scored(csv_path) if resume else set()
+    todo = (p for p in paths if p not in skip)
+    new_file = not (resume and csv_path.exists())
+    with open(csv_path, "w" if new_file else "a", newline="") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(CSV_FIELDS)
+        bar = tqdm(unit="img", desc="scoring", disable=not sys.stderr.isatty())
+        for pred in score_paths(det, todo, batch_size, workers):
+            writer.writerow([pred.source, pred.label or "",
+                             "" if pred.p_fake is None else f"{pred.p_fake:.6f}", pred.error or ""])
+            f.flush()
+            bar.update()
+            yield pred
+        bar.close()

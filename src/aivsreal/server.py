@@ -1,0 +1,140 @@
+"""`aivsreal serve`: a REST API and a single-page UI around one trained model.
+
+POST /api/predict takes one or many images (multipart field `files`). Each file is answered
+on its own: a corrupt or oversized file gets an error entry while the others get verdicts.
+The response status is 200 when at least one file was scored, else the files' own status
+(400 unreadable, 413 too large).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from aivsreal import __version__
+from aivsreal.batcher import BatchingPredictor
+from aivsreal.images import BadImageError
+from aivsreal.predict import Detector
+
+DEFAULT_MAX_MB = 10.0
+MAX_FILES = 64
+
+
+def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
+    summary = det.meta.get("summary", {})
+    metrics = summary.get("metrics", {})
+    return {
+        "name": det.name,
+        "file": model_path.name,
+        "aivsreal_version": det.meta.get("aivsreal_version"),
+        "image_size": det.config.image_size,
+        "input_size": det.config.input_size,
+        "threshold": det.threshold,
+        "tta": det.tta,
+        "positive_class_in_metrics": "REAL",
+        "params": summary.get("model", {}).get("params"),
+        "metrics": {split: {k: m.get(k) for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc",
+                                                   "confusion_matrix")}
+                    for split, m in metrics.items()},
+    }
+
+
+def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto") -> FastAPI:
+    model_path = Path(model_path)
+    detector = Detector.load(model_path, device=device)
+    predictor = BatchingPredictor(detector)
+    info = model_info(detector, model_path)
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        predictor.close()
+
+    app = FastAPI(title="aivsreal", version=__version__, lifespan=lifespan,
+                  description="Is this image AI-generated? Upload images, get P(fake) and a verdict.")
+
+    max_request = max_bytes * MAX_FILES + 1024 * 1024  # multipart overhead
+
+    @app.middleware("http")
+    async def refuse_huge_bodies(request: Request, call_next):
+        """Starlette spools the whole multipart body before our endpoint runs: refuse it first."""
+        length = request.headers.get("content-length", "")
+        if request.url.path == "/api/predict" and length.isdigit() and int(length) > max_request:
+            return JSONResponse({"detail": f"request is over {max_request // 2**20} MB"}, status_code=413)
+        return await call_next(request)
+
+    def score(blobs: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
+        """One entry per file, in order: a verdict, or a status and an error for that file alone."""
+        entries: list[dict[str, Any]] = []
+        pixels, slots = [], []
+        for filename, data in blobs:
+            entry: dict[str, Any] = {"filename": filename}
+            if len(data) > max_bytes:
+                entry.update(status=413, error=f"file is over the {max_upload_mb:g} MB limit")
+            else:
+                try:
+                    pixels.append(detector.to_pixels(data))
+                    slots.append(len(entries))
+                    entry["status"] = 200
+                except BadImageError as e:
+                    entry.update(status=400, error=f"not a readable image: {e}")
+            entries.append(entry)
+        if pixels:
+            probs = predictor.predict(np.stack(pixels))
+            for slot, p in zip(slots, probs, strict=True):
+                entries[slot].update(label="FAKE" if p >= detector.threshold else "REAL", p_fake=float(p))
+        return entries
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": detector.name, "version": __version__}
+
+    @app.get("/api/model")
+    def model() -> dict[str, Any]:
+        return info
+
+    @app.post("/api/predict")
+    async def predict(files: Annotated[list[UploadFile], File(description="one or more images")]) -> JSONResponse:
+        if len(files) > MAX_FILES:
+            raise HTTPException(413, f"at most {MAX_FILES} files per request")
+        started = time.perf_counter()
+        blobs = [(upload.filename, await upload.read(max_bytes + 1)) for upload in files]
+        # Decoding and scoring block; keep them off the event loop.
+        entries = await anyio.to_thread.run_sync(score, blobs)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        status = 200 if any(e["status"] == 200 for e in entries) else max(e["status"] for e in entries)
+        return JSONResponse({"results": entries, "model": detector.name, "version": __version__,
+                             "threshold": detector.threshold, "time_ms": round(elapsed_ms, 2)},
+                            status_code=status)
+
+    confusion_png = model_path.parent / "plots" / "confusion_test.png"
+
+    @app.get("/api/model/confusion.png")
+    def confusion() -> Response:
+        if not confusion_png.is_file():
+            raise HTTPException(404, "no confusion matrix saved beside this model")
+        return Response(confusion_png.read_bytes(), media_type="image/png")
+
+    page = resources.files("aivsreal.web").joinpath("index.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    return app
+
+
+def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
+          device: str = "auto") -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(model_path, max_upload_mb, device), host=host, port=port, log_level="info")

@@ -1,0 +1,19 @@
+"""Run by torchrun in test_distributed.py: train a few steps under DDP, save this rank's weights."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from aivsreal import distributed
+from aivsreal.data import prepare
+from aivsreal.models import build_model, default_config
+from aivsreal.train import TrainConfig, train
+
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+device = distributed.init(torch.device("cpu"))
+rd = prepare(data, 32, None, val_fraction=0.25, seed=0)
+model = build_model(default_config("fast"))
+train(model, rd.train, rd.val, TrainConfig(epochs=2, batch_size=16, lr=0.05), out, device)
+torch.save(model.state_dict(), out / f"rank{distributed.rank()}.pt")
+distributed.finish()

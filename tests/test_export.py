@@ -1,0 +1,73 @@
+"""ONNX export: same P(fake) as PyTorch (fp32) on real images, metadata, and the onnx backend in `predict`."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SHARED_CIFAKE
+
+from aivsreal.cli import main
+from aivsreal.errors import AivsrealError
+from aivsreal.export import export_onnx
+from aivsreal.predict import Detector
+
+
+def real_images(tiny_data, n=64):
+    """Real CIFAKE test JPEGs when this machine has them, else the tests' own JPEGs."""
+    import zipfile
+
+    if (SHARED_CIFAKE / "test.zip").exists():
+        with zipfile.ZipFile(SHARED_CIFAKE / "test.zip") as zf:
+            names = [m for m in zf.namelist() if m.endswith(".jpg")]
+            return [zf.read(names[i]) for i in np.linspace(0, len(names) - 1, n).astype(int)]
+    return [p.read_bytes() for p in sorted(tiny_data.rglob("*.jpg"))[:n]]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import make_dataset
+
+    root = tmp_path_factory.mktemp("exp")
+    data = make_dataset(root / "data", {"train": 64, "test": 16})
+    out = root / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "16",
+                 "--no-eval", "--cache-dir", str(root / "cache")]) == 0
+    return out / "model.pt", data
+
+
+def test_onnx_matches_pytorch(trained, tmp_path):
+    model_path, data = trained
+    onnx_path = export_onnx(model_path, tmp_path / "m.onnx")
+    images = real_images(data)
+    torch_p = np.array([p.p_fake for p in Detector.load(model_path, device="cpu", precision="fp32").predict(images)])
+    onnx_det = Detector.load(onnx_path, backend="onnx")
+    onnx_p = np.array([p.p_fake for p in onnx_det.predict(images)])
+    assert np.abs(torch_p - onnx_p).max() <= 1e-3
+    assert onnx_det.tta and onnx_det.name == "fast" and onnx_det.image_size == 32
+    bf16_p = np.array([p.p_fake for p in Detector.load(model_path, device="cpu").predict(images)])
+    assert np.abs(bf16_p - torch_p).max() <= 3e-2  # the default bf16 path stays close to fp32
+
+
+def test_onnx_metadata_documents_preprocessing(trained, tmp_path):
+    import onnx
+
+    path = export_onnx(trained[0], tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert "bicubic resize to 32x32" in props["preprocessing"]
+    assert json.loads(props["aivsreal"])["config"]["name"] == "fast"
+    graph = onnx.load(str(path)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_predict_cli_with_onnx_backend(trained, tmp_path, capsys):
+    model_path, data = trained
+    assert main(["export", "--model", str(model_path), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["predict", str(data / "test"), "--model", str(tmp_path / "m.onnx"), "--backend", "onnx",
+                 "--csv", str(tmp_path / "o.csv")]) == 0
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 33
+
+
+def test_not_an_onnx_file(tmp_path):
+    (tmp_path / "x.onnx").write_bytes(b"nope")
+    with pytest.raises(AivsrealError, match="not a readable ONNX model"):
+        Detector.load(tmp_path / "x.onnx", backend="onnx")

@@ -1,0 +1,66 @@
+"""The real server on 127.0.0.1, driven by headless Chromium: upload an image, see the verdict."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+from screenshot import CHROMIUM, capture  # noqa: E402
+
+pytest.importorskip("playwright", reason="the Python package playwright is not installed")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"Chromium not found at {CHROMIUM} (.ci/run installs Debian's chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    from aivsreal.model_file import save_model
+    from aivsreal.models import build_model, default_config
+
+    model = tmp_path / "model.pt"
+    save_model(model, build_model(default_config("fast")))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "aivsreal", "serve", "--model", str(model),
+                             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode()) from None
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_upload_shows_a_verdict(server, tmp_path):
+    images = []
+    for i in range(2):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    verdicts = capture(server, [*images, tmp_path / "broken.jpg"], tmp_path / "page.png")
+    assert len(verdicts) == 3
+    assert sum(v.startswith(("Real", "AI-generated")) and "P(fake)" in v for v in verdicts) == 2
+    assert any("not a readable image" in v for v in verdicts)
+    assert (tmp_path / "page.png").stat().st_size > 10_000

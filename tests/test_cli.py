@@ -71,9 +71,19 @@ def test_wrong_layout_and_empty_class(tmp_path, tiny_data):
 
 
 def test_model_file_missing_corrupt_and_wrong(tmp_path, tiny_data):
+    import torch
+
+    from aivsreal.model_file import FORMAT_VERSION, save_model
+    from aivsreal.models import build_model, default_config
+
     one_line_error(run_cli("predict", tiny_data, "--model", tmp_path / "none.pt"), "not found")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     one_line_error(run_cli("predict", tiny_data, "--model", tmp_path / "bad.pt"), "not a readable model file")
+    save_model(tmp_path / "future.pt", build_model(default_config("fast")))
+    obj = torch.load(tmp_path / "future.pt", weights_only=True)
+    obj["format_version"] = FORMAT_VERSION + 1
+    torch.save(obj, tmp_path / "future.pt")
+    one_line_error(run_cli("evaluate", "--model", tmp_path / "future.pt", "--data", tiny_data), "upgrade aivsreal")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -40,6 +40,17 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def sync_from_main(model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers to every rank.
+
+    DDP keeps parameters equal, but each rank's last forward updates its BatchNorm running
+    statistics from its own batch; without this the ranks' validation losses, and so their
+    early-stopping decisions, could differ and leave one rank waiting for the others forever.
+    """
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def finish() -> None:
     if dist.is_initialized():
         dist.barrier()

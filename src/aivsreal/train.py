@@ -165,7 +165,10 @@ def train(
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(y_all), generator=gen)[rank::world]  # this rank's share
-        loss_sum = correct = seen = 0
+        # Running sums stay on the device: one .item() per progress update, not a sync per step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         show = main and (sys.stderr.isatty() if progress is None else progress)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step",
                    disable=not show, leave=False)
@@ -182,16 +185,19 @@ def train(
             scaler.step(opt)
             scaler.update()
             sched.step()
-            loss_sum += loss.item() * len(y)
-            correct += ((logits.detach() > 0).long() == y).sum().item()
+            loss_sum += loss.detach() * len(y)
+            correct += ((logits.detach() > 0).long() == y).sum()
             seen += len(y)
-            if step % 20 == 0:
+            if show and step % 20 == 0:
                 elapsed = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}",
                                 img_s=f"{seen / elapsed:.0f}")
+        loss_sum, correct = loss_sum.item(), correct.item()
         if not math.isfinite(loss_sum):
             raise AivsrealError(f"training diverged (loss is {loss_sum}); try a lower --lr")
         train_seconds = time.perf_counter() - t0
+        if world > 1:
+            distributed.sync_from_main(model)
         val_loss, val_acc = evaluate_loss(model, val_data, device)
         seconds = time.perf_counter() - t0
         state.epoch += 1
@@ -207,7 +213,7 @@ def train(
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
         if not main:
-            continue  # every rank computes the same val loss, so early stopping agrees
+            continue  # same weights and buffers on every rank: the same val loss, the same decision
         log.info("epoch %d/%d  loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs, %.0f img/s%s",
                  state.epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
                  seconds, row["train_img_per_s"], "  (early stop)" if state.stopped_early else "")

@@ -54,15 +54,7 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
         it = iter(paths)
         while chunk := list(itertools.islice(it, window)):
             decoded = pool.map(decode, chunk, chunksize=16) if pool else [decode(p) for p in chunk]
-            good = [px for _, px, _ in decoded if px is not None]
-            probs = iter(np.concatenate([det.predict_proba(np.stack(good[i : i + batch_size]))
-                                         for i in range(0, len(good), batch_size)]) if good else [])
-            for path, px, error in decoded:
-                if px is None:
-                    yield Prediction(path, None, None, error)
-                else:
-                    p = float(next(probs))
-                    yield Prediction(path, "FAKE" if p >= det.threshold else "REAL", p)
+            yield from det.score_decoded(decoded, batch_size)
     finally:
         if pool:
             pool.terminate()

@@ -77,6 +77,7 @@ class Prediction:
 
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL image
+Decoded = tuple[str, np.ndarray | None, str | None]  # source, pixels (None if unreadable), error
 
 
 class Detector:
@@ -132,7 +133,7 @@ class Detector:
 
     def iter_predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> Iterator[Prediction]:
         """Stream predictions in input order; unreadable inputs yield a Prediction with `error`."""
-        batch: list[tuple[str, np.ndarray | None, str | None]] = []
+        batch: list[Decoded] = []
         for image in images:
             source = str(image) if isinstance(image, (str, Path)) else f"<{type(image).__name__}>"
             try:
@@ -140,14 +141,16 @@ class Detector:
             except BadImageError as e:
                 batch.append((source, None, str(e)))
             if len(batch) >= batch_size:
-                yield from self._flush(batch)
+                yield from self.score_decoded(batch, batch_size)
                 batch = []
-        yield from self._flush(batch)
+        yield from self.score_decoded(batch, batch_size)
 
-    def _flush(self, batch) -> Iterator[Prediction]:
-        good = [px for _, px, _ in batch if px is not None]
-        probs = iter(self.predict_proba(np.stack(good)) if good else [])
-        for source, px, error in batch:
+    def score_decoded(self, items: list[Decoded], batch_size: int = 256) -> Iterator[Prediction]:
+        """Predictions for already-decoded (source, pixels or None, error) items, in order."""
+        good = [px for _, px, _ in items if px is not None]
+        chunks = [self.predict_proba(np.stack(good[i : i + batch_size])) for i in range(0, len(good), batch_size)]
+        probs = iter(np.concatenate(chunks) if chunks else [])
+        for source, px, error in items:
             if px is None:
                 yield Prediction(source, None, None, error)
             else:

@@ -74,3 +74,11 @@ def test_balanced_limit(tiny_data):
     small = balanced_limit(split, 20, seed=0)
     assert len(small) == 20 and small.labels.sum() == 10
     assert balanced_limit(split, None, 0) is split
+
+
+def test_a_zip_under_any_name_is_read_as_a_zip(tiny_data, tmp_path):
+    from aivsreal.decode_cache import load_split
+
+    oddly_named = zip_folder(tiny_data, tmp_path / "cifake.download")
+    split = find_splits(oddly_named)["test"]
+    assert len(load_split(split, 32, None, workers=1)) == 64

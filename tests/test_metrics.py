@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aivsreal.metrics import binary_metrics, first_occurrences, leaked_mask
+from aivsreal.metrics import binary_metrics, first_occurrences, leaked_mask, pixel_hashes
 
 
 def test_hand_made_case_with_real_as_positive():
@@ -30,6 +30,6 @@ def test_duplicates_and_leaks_by_pixels():
     rng = np.random.default_rng(0)
     train = rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8)
     train[3] = train[1]
-    assert first_occurrences(train).tolist() == [0, 1, 2, 4]
+    assert first_occurrences(pixel_hashes(train)).tolist() == [0, 1, 2, 4]
     test = np.stack([train[2], rng.integers(0, 255, (4, 4, 3), dtype=np.uint8), train[4]])
-    assert leaked_mask(test, train).tolist() == [True, False, True]
+    assert leaked_mask(pixel_hashes(test), pixel_hashes(train)).tolist() == [True, False, True]

@@ -16,7 +16,7 @@ import numpy as np
 
 from aivsreal.datasets import Split, balanced_limit, find_splits, stratified_split
 from aivsreal.decode_cache import DecodedSplit, load_split
-from aivsreal.metrics import first_occurrences, leaked_mask
+from aivsreal.metrics import first_occurrences, leaked_mask, pixel_hashes
 
 log = logging.getLogger(__name__)
 HELD_OUT_TEST_FRACTION = 0.2
@@ -73,11 +73,12 @@ def prepare(
     for name, d in (("train", train), ("test", test)):
         if d.skipped:
             notes.append(f"{len(d.skipped)} unreadable {name} image(s) skipped, e.g. {d.skipped[0]}")
-    unique = first_occurrences(train.images)
+    train_hashes = pixel_hashes(train.images)
+    unique = first_occurrences(train_hashes)
     if len(unique) < len(train):
         notes.append(f"{len(train) - len(unique)} exact duplicate image(s) dropped from train")
         train = _take(train, unique)
-    leaked = leaked_mask(test.images, train.images)
+    leaked = leaked_mask(pixel_hashes(test.images), train_hashes)
     if leaked.any():
         notes.append(f"{int(leaked.sum())} test image(s) are identical to a train image; "
                      "test is also reported without them")

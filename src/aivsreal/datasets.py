@@ -29,15 +29,12 @@ class ImageRef:
     name: str  # member name in the zip, or path relative to the root folder
     size: int
     stamp: int  # CRC-32 for zip members, mtime in ns for files
+    in_zip: bool = False
 
     def read_bytes(self, zf: zipfile.ZipFile | None = None) -> bytes:
         if zf is not None:
             return zf.read(self.name)
         return (Path(self.container) / self.name).read_bytes()
-
-    @property
-    def in_zip(self) -> bool:
-        return self.container.endswith(".zip")
 
     @property
     def display(self) -> str:
@@ -125,7 +122,7 @@ def _list_zip(path: Path) -> list[ImageRef]:
     try:
         with zipfile.ZipFile(path) as zf:
             return [
-                ImageRef(str(path), info.filename, info.file_size, info.CRC)
+                ImageRef(str(path), info.filename, info.file_size, info.CRC, in_zip=True)
                 for info in zf.infolist()
                 if not info.is_dir() and is_image_name(info.filename)
                 and "__MACOSX" not in info.filename

@@ -57,17 +57,17 @@ def pixel_hashes(images: np.ndarray) -> list[bytes]:
     return [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
 
 
-def leaked_mask(test_images: np.ndarray, train_images: np.ndarray) -> np.ndarray:
+def leaked_mask(test_hashes: list[bytes], train_hashes: list[bytes]) -> np.ndarray:
     """True for each test image identical to some training image (CIFAKE has 378)."""
-    seen = set(pixel_hashes(train_images))
-    return np.array([h in seen for h in pixel_hashes(test_images)], dtype=bool)
+    seen = set(train_hashes)
+    return np.array([h in seen for h in test_hashes], dtype=bool)
 
 
-def first_occurrences(images: np.ndarray) -> np.ndarray:
+def first_occurrences(hashes: list[bytes]) -> np.ndarray:
     """Indices that keep the first of each group of identical images (CIFAKE train has 920 pairs)."""
     seen: set[bytes] = set()
     keep = []
-    for i, h in enumerate(pixel_hashes(images)):
+    for i, h in enumerate(hashes):
         if h not in seen:
             seen.add(h)
             keep.append(i)

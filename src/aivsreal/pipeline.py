@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,8 @@ def evaluate_saved(model_path: str | Path, out_dir: str | Path | None, data: Dat
     model, meta = load_model(model_path)
     stored = meta.get("summary", {})
     stored_data = stored.get("data", {})
-    data.val_fraction = stored_data.get("val_fraction", data.val_fraction)
-    data.seed = stored_data.get("seed", data.seed)
+    data = replace(data, val_fraction=stored_data.get("val_fraction", data.val_fraction),
+                   seed=stored_data.get("seed", data.seed))
     out = writable_dir(out_dir or Path(model_path).parent)
     dev = resolve_device(device)
     rd = data.load(model.config.image_size)
@@ -124,7 +125,5 @@ def evaluate_saved(model_path: str | Path, out_dir: str | Path | None, data: Dat
 def _read_history(path: Path) -> list[dict[str, float]] | None:
     if not path.exists():
         return None
-    import csv
-
     with open(path) as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

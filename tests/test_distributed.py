@@ -29,3 +29,4 @@ def test_cli_under_torchrun_writes_one_model(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.pt").exists() and (out / "history.csv").exists()
     assert r.stderr.count("epoch 2/2") == 1  # rank 0 alone logs
+    assert r.stdout.count("model: ") == 1  # and alone prints the summary

@@ -131,7 +131,8 @@ def cmd_train(args) -> int:
         device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
         tta=not args.no_tta, run_eval=not args.no_eval,
     )
-    _print_summary(summary, out)
+    if summary:  # empty on torchrun's other ranks: rank 0 alone reports
+        _print_summary(summary, out)
     return 0
 
 

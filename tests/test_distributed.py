@@ -30,3 +30,14 @@ def test_cli_under_torchrun_writes_one_model(tiny_data, tmp_path):
     assert (out / "model.pt").exists() and (out / "history.csv").exists()
     assert r.stderr.count("epoch 2/2") == 1  # rank 0 alone logs
     assert r.stdout.count("model: ") == 1  # and alone prints the summary
+
+
+def test_ranks_probing_one_output_folder_at_once_do_not_collide(tmp_path):
+    # torchrun starts every rank at the same moment, and each checks --out before training.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aivsreal.pipeline import writable_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: writable_dir(tmp_path / "run"), range(2000)))
+    assert list((tmp_path / "run").iterdir()) == []  # no probe left behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import statistics
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,13 @@ class DataOptions:
 
 
 def writable_dir(path: str | Path) -> Path:
+    """Fail before hours of training, not after; the probe name is unique because torchrun ranks
+    probe the same folder at the same moment."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".aivsreal-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".aivsreal-write-test-"):
+            pass
     except OSError as e:
         raise AivsrealError(f"output folder {path} is not writable ({e.strerror or e})") from None
     return path

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from aivsreal.errors import AivsrealError
-from aivsreal.model_file import FORMAT_VERSION, load_model, save_model
+from aivsreal.model_file import FORMAT_VERSION, load_model, save_model, update_model_meta
 from aivsreal.models import build_model, default_config
 from aivsreal.predict import Detector
+from aivsreal.safe_io import UMASK
 
 
 @pytest.fixture
@@ -25,6 +26,15 @@ def test_roundtrip_gives_identical_predictions(saved):
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert meta["tta"] is True and meta["threshold"] == 0.3 and meta["class_names"] == ["REAL", "FAKE"]
+
+
+def test_model_file_is_readable_like_any_new_file(saved):
+    # Atomic writes go through mkstemp (owner-only); the model must end up as open() would make it.
+    _, path = saved
+    assert path.stat().st_mode & 0o777 == 0o666 & ~UMASK
+    path.chmod(0o640)
+    update_model_meta(path, {"threshold": 0.4})  # a rewrite keeps the mode the owner chose
+    assert path.stat().st_mode & 0o777 == 0o640 and load_model(path)[1]["threshold"] == 0.4
 
 
 class Exploit:

@@ -54,3 +54,10 @@ def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     model.eval()
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return model, meta
+
+
+def update_model_meta(path: str | Path, updates: dict[str, Any]) -> None:
+    """Rewrite a model file's metadata (e.g. a fitted temperature), keeping its weights, atomically."""
+    load_model(path)  # the same checks as any load: refuse what we would refuse to read
+    obj = safe_load(path)
+    atomic_save({**obj, **updates}, path)

@@ -60,3 +60,19 @@ def tiny_data(tmp_path: Path) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(data folder, run folder) of a `fast` model trained on tiny data once per session.
+
+    Copy model.pt before changing it: other tests read the same file.
+    """
+    from aivsreal.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_dataset(root / "data", {"train": 96, "test": 32}, seed=1)
+    out = root / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--cache-dir", str(root / "cache"),
+                 "--epochs", "4", "--batch-size", "16", "--lr", "0.05"]) == 0
+    return data, out

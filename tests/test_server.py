@@ -1,5 +1,6 @@
 """The REST API with FastAPI's TestClient: good and bad inputs, limits, concurrency."""
 
+import base64
 import io
 import struct
 import zlib
@@ -10,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from aivsreal.explain import overlay as overlay_image
 from aivsreal.model_file import save_model
 from aivsreal.models import build_model, default_config
 from aivsreal.predict import Detector
@@ -142,3 +144,19 @@ def test_concurrent_requests_get_their_own_answers(client):
 
 def test_confusion_png_missing_is_404(client):
     assert client.get("/api/model/confusion.png").status_code == 404
+
+
+def test_explain_returns_the_grad_cam_overlay(client, model_path):
+    files = [("files", ("a.png", png(noise(seed=1)), "image/png")), ("files", ("bad.jpg", b"nope", "image/jpeg"))]
+    r = client.post("/api/predict?explain=1", files=files)
+    assert r.status_code == 200
+    good, bad = r.json()["results"]
+    overlay = Image.open(io.BytesIO(base64.b64decode(good["gradcam_png"])))
+    assert overlay.format == "PNG" and overlay.size == (224, 224) and overlay.mode == "RGB"
+    assert "gradcam_png" not in bad and r.json()["gradcam"]["layer"]
+    # The overlay is the Python API's map for the same verdict.
+    det = Detector.load(model_path, device="cpu")
+    px = det.to_pixels(png(noise(seed=1)))[None]
+    expected = overlay_image(px[0], det.explain(px, p_fake=np.array([good["p_fake"]]))[0])
+    assert np.abs(np.asarray(overlay).astype(int) - expected.astype(int)).max() <= 1
+    assert "gradcam_png" not in client.post("/api/predict", files=files[:1]).json()["results"][0]

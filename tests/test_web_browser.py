@@ -59,8 +59,9 @@ def test_upload_shows_a_verdict(server, tmp_path):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
         images.append(path)
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    verdicts = capture(server, [*images, tmp_path / "broken.jpg"], tmp_path / "page.png")
-    assert len(verdicts) == 3
+    shown = capture(server, [*images, tmp_path / "broken.jpg"], tmp_path / "page.png")
+    verdicts, heat_maps = shown[:3], shown[3:]
     assert sum(v.startswith(("Real", "AI-generated")) and "P(fake)" in v for v in verdicts) == 2
     assert any("not a readable image" in v for v in verdicts)
+    assert len(heat_maps) == 2 and all(h.startswith("Grad-CAM heat map for") for h in heat_maps)
     assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -1,4 +1,4 @@
-"""`aivsreal` command line: train, evaluate, predict, serve, download.
+"""`aivsreal` command line: train, evaluate, predict, explain, robustness, report, export, serve, download.
 
 Every expected failure (bad path, bad layout, bad model file) prints one line and exits 2;
 `--verbose` adds the traceback.
@@ -11,6 +11,7 @@ import glob
 import json
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Iterator
@@ -32,6 +33,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/aivsreal)")
     g.add_argument("--no-cache", action="store_true", help="decode every time, write no cache")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+
+
+def _calibration_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("calibration (fitted on the validation split, stored in the model file)")
+    g.add_argument("--calibrate", action="store_true", help="fit temperature scaling: honest P(fake) values")
+    target = g.add_mutually_exclusive_group()
+    target.add_argument("--target-precision", type=float, metavar="P",
+                        help="threshold: catch the most fakes while >= P of the images flagged FAKE are fake")
+    target.add_argument("--target-fpr", type=float, metavar="F",
+                        help="threshold: catch the most fakes while <= F of real images are flagged FAKE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-size", type=int, help="size the network sees (efficientnet_lite0 upsamples)")
     t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
     t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
+    _calibration_args(t)
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset and write a report")
     e.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
     e.add_argument("--out", help="output folder (default: the model's folder)")
     e.add_argument("--device", default="auto")
     _data_args(e)
+    _calibration_args(e)
 
     p = sub.add_parser("predict", help="label images as REAL or FAKE")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
@@ -80,6 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     p.add_argument("--resume", action="store_true", help="skip files already in --csv and append to it")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
+
+    g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
+    g.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    g.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    g.add_argument("--out", default="explanations", help="folder for the PNGs and explanations.csv")
+    g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
+                   help="the class whose evidence is shown (default: each image's verdict)")
+    g.add_argument("--layer", help="module name of the feature map to explain (default: the deepest >= 4x4)")
+    g.add_argument("--size", type=int, default=224, help="side of each image and overlay in the PNG")
+    g.add_argument("--device", default="auto")
+
+    r = sub.add_parser("robustness", help="test accuracy under JPEG, blur, resize, noise and flip")
+    r.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    r.add_argument("--out", help="output folder (default: MODEL's folder/robustness)")
+    r.add_argument("--device", default="auto")
+    _data_args(r)
+
+    h = sub.add_parser("report", help="one self-contained HTML report: metrics, calibration, robustness, Grad-CAM")
+    h.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    h.add_argument("--out", help="output folder (default: MODEL's folder/report)")
+    h.add_argument("--examples", type=int, default=4, help="Grad-CAM examples per group")
+    h.add_argument("--device", default="auto")
+    _data_args(h)
 
     x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
     x.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
@@ -129,7 +165,7 @@ def cmd_train(args) -> int:
         args.model, out, _data_options(args), overrides,
         {"image_size": args.image_size, "input_size": args.input_size},
         device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
-        tta=not args.no_tta, run_eval=not args.no_eval,
+        tta=not args.no_tta, run_eval=not args.no_eval, calibration=_calibration_options(args),
     )
     if summary:  # empty on torchrun's other ranks: rank 0 alone reports
         _print_summary(summary, out)
@@ -139,8 +175,47 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from aivsreal.pipeline import evaluate_saved
 
-    summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device)
+    summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device,
+                             calibration=_calibration_options(args))
     _print_summary(summary, args.out or str(Path(args.model).parent))
+    return 0
+
+
+def _calibration_options(args):
+    from aivsreal.pipeline import CalibrationOptions
+
+    return CalibrationOptions(args.calibrate, args.target_precision, args.target_fpr)
+
+
+def cmd_explain(args) -> int:
+    from aivsreal.explain_files import explain_files
+
+    rows = explain_files(args.model, expand_inputs(args.inputs), Path(args.out), target=args.target,
+                         layer=args.layer, size=args.size, device=args.device)
+    written = [r for r in rows if r["file"]]
+    for r in rows:
+        print(f"{r['source']}\t{r['label']}\t{r['p_fake']}\t{r['file'] or r['error']}")
+    if len(written) < len(rows):
+        log.warning("%d of %d input(s) could not be read", len(rows) - len(written), len(rows))
+    print(f"{len(written)} Grad-CAM image(s) in {args.out}/ (list: {args.out}/explanations.csv)")
+    return 1 if rows and not written else 0
+
+
+def cmd_robustness(args) -> int:
+    from aivsreal.full_report import run_robustness
+    from aivsreal.robustness import markdown_table
+
+    rows = run_robustness(args.model, args.out, _data_options(args), device=args.device)
+    print(markdown_table(rows))
+    print(f"written to {args.out or Path(args.model).parent / 'robustness'}/robustness.md")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from aivsreal.full_report import build_report
+
+    print(build_report(args.model, args.out, _data_options(args), device=args.device, examples=args.examples,
+                       command=args.command_line))
     return 0
 
 
@@ -218,10 +293,12 @@ def cmd_download(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = "aivsreal " + shlex.join(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
-                "serve": cmd_serve, "download": cmd_download}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+                "robustness": cmd_robustness, "report": cmd_report, "export": cmd_export, "serve": cmd_serve,
+                "download": cmd_download}
     try:
         return commands[args.command](args)
     except AivsrealError as e:

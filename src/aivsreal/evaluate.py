@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from aivsreal import plots
+from aivsreal.calibration import expected_calibration_error, operating_point, sigmoid
 from aivsreal.decode_cache import DecodedSplit
 from aivsreal.metrics import binary_metrics
 from aivsreal.models import Detector as Network
-from aivsreal.predict import predict_pixels
+from aivsreal.predict import predict_logits
 from aivsreal.report import write_report
 
 
@@ -24,18 +25,27 @@ def evaluate(
     device: torch.device,
     out_dir: Path,
     summary: dict[str, Any],
-    tta: bool = False,
-    threshold: float = 0.5,
+    meta: dict[str, Any],
     leaked: np.ndarray | None = None,
     history: list[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Metrics for every split (plus test without the images leaked from train, if given)."""
+    """Metrics for every split (plus test without the images leaked from train, if given).
+
+    `meta` is how the model file says to read the model: tta, temperature, threshold and the
+    operating point chosen on the validation split, if any.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, scores = {}, {}
+    tta, threshold = bool(meta.get("tta")), float(meta.get("threshold", 0.5))
+    temperature = float(meta.get("temperature", 1.0))
+    results, scores, uncalibrated = {}, {}, {}
     for name, data in splits.items():
-        p_fake = predict_pixels(model, data.images, device, tta=tta)
+        logits = predict_logits(model, data.images, device, tta=tta)
+        p_fake = sigmoid(logits / temperature)
         results[name] = binary_metrics(data.labels, p_fake, threshold)
         scores[name] = (data.labels, p_fake)
+        if temperature != 1.0:
+            uncalibrated[name] = (data.labels, sigmoid(logits))
+            results[name]["ece_before_temperature"] = expected_calibration_error(data.labels, sigmoid(logits))
         if name == "test":
             _write_predictions(out_dir / "predictions_test.csv", data, p_fake, threshold)
     if leaked is not None and "test" in scores and leaked.any():
@@ -49,11 +59,21 @@ def evaluate(
         figures[f"Confusion matrix: {name}"] = rel
     plots.roc_pr_png(scores, out_dir / "plots/roc_pr.png")
     figures["ROC and precision-recall curves"] = "plots/roc_pr.png"
+    if "test" in scores:
+        curves = {"test": scores["test"]}
+        if "test" in uncalibrated:
+            curves = {"before temperature scaling": uncalibrated["test"],
+                      f"temperature {temperature:.3g}": scores["test"]}
+        plots.reliability_png(curves, out_dir / "plots/reliability.png")
+        figures["Calibration: reliability diagram"] = "plots/reliability.png"
     if history:
         plots.training_curves_png(history, out_dir / "plots/training_curves.png")
         figures["Training curves"] = "plots/training_curves.png"
 
-    summary = {**summary, "threshold": threshold, "tta": tta, "metrics": results}
+    summary = {**summary, "threshold": threshold, "tta": tta, "temperature": temperature, "metrics": results}
+    if meta.get("operating_point") and "test" in scores:
+        summary["operating_point"] = {**meta["operating_point"], "threshold": threshold,
+                                      "test": operating_point(*scores["test"], threshold).to_dict()}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     write_report(out_dir, summary, figures)
     return summary

@@ -2,7 +2,8 @@
 
 The graph takes float32 pixels in [0, 255], NCHW, at the model's image size, with a dynamic
 batch axis, and returns P(FAKE) per image (test-time flip averaging included when the model
-uses it), so onnxruntime users need only decode, resize and transpose.
+uses it, and the temperature from `--calibrate`), so onnxruntime users need only decode,
+resize and transpose.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ OPSET = 17
 
 
 class ProbabilityHead(nn.Module):
-    """The network plus what inference adds on top: flip averaging and the sigmoid."""
+    """The network plus what inference adds on top: flip averaging, temperature and the sigmoid."""
 
-    def __init__(self, network: Network, tta: bool):
+    def __init__(self, network: Network, tta: bool, temperature: float = 1.0):
         super().__init__()
-        self.network, self.tta = network, tta
+        self.network, self.tta, self.temperature = network, tta, temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         logit = self.network(pixels)
         if self.tta:
             logit = (logit + self.network(pixels.flip(3))) / 2
-        return torch.sigmoid(logit)
+        return torch.sigmoid(logit / self.temperature)
 
 
 def onnx_metadata(network: Network, meta: dict) -> dict[str, str]:
@@ -40,7 +41,8 @@ def onnx_metadata(network: Network, meta: dict) -> dict[str, str]:
     return {
         "aivsreal": json.dumps({
             "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.get("threshold", 0.5),
-            "tta": bool(meta.get("tta")), "class_names": meta.get("class_names", ["REAL", "FAKE"]),
+            "tta": bool(meta.get("tta")), "temperature": float(meta.get("temperature", 1.0)),
+            "class_names": meta.get("class_names", ["REAL", "FAKE"]),
             "aivsreal_version": meta.get("aivsreal_version"),
         }),
         "preprocessing": (f"decode to RGB (EXIF-rotated, alpha over white), bicubic resize to "
@@ -54,7 +56,8 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     import onnx
 
     network, meta = load_model(model_path)
-    head = ProbabilityHead(network.float().eval(), bool(meta.get("tta"))).eval()
+    head = ProbabilityHead(network.float().eval(), bool(meta.get("tta")),
+                           float(meta.get("temperature", 1.0))).eval()
     size = network.config.image_size
     example = torch.rand(2, 3, size, size) * 255
     out_path = Path(out_path)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from aivsreal.calibration import expected_calibration_error
+
 POSITIVE = "REAL"
 
 
@@ -43,6 +45,7 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.
         "average_precision": float(skm.average_precision_score(is_real, score_real))
         if both_classes else float("nan"),
         "log_loss": float(skm.log_loss(labels, np.clip(p_fake, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "ece": expected_calibration_error(labels, p_fake),
         "confusion_matrix": cm.tolist(),
         "per_class": per_class,
     }

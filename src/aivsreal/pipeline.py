@@ -10,15 +10,26 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from aivsreal import data as run_data
 from aivsreal import distributed
-from aivsreal.decode_cache import default_cache_dir
+from aivsreal.calibration import (
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    rescale_threshold,
+    sigmoid,
+)
+from aivsreal.decode_cache import DecodedSplit, default_cache_dir
 from aivsreal.device import resolve_device
 from aivsreal.download import default_data_path
 from aivsreal.errors import AivsrealError
 from aivsreal.evaluate import evaluate
-from aivsreal.model_file import load_model, save_model
+from aivsreal.model_file import load_model, save_model, update_model_meta
+from aivsreal.models import Detector as Network
 from aivsreal.models import build_model, default_config, train_recipe
+from aivsreal.predict import predict_logits
 from aivsreal.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,45 @@ class DataOptions:
         path = Path(self.path) if self.path else default_data_path()
         cache = None if self.no_cache else Path(self.cache_dir) if self.cache_dir else default_cache_dir()
         return run_data.prepare(path, image_size, cache, self.val_fraction, self.seed, self.limit, self.strict)
+
+
+@dataclass
+class CalibrationOptions:
+    """`--calibrate`, `--target-precision`, `--target-fpr`: fitted on the validation split."""
+
+    temperature: bool = False
+    target_precision: float | None = None
+    target_fpr: float | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.temperature or self.target_precision is not None or self.target_fpr is not None
+
+
+def calibrate_on_val(model: Network, val: DecodedSplit, device: torch.device, meta: dict[str, Any],
+                     options: CalibrationOptions) -> dict[str, Any]:
+    """The model-file keys that calibration changes: temperature, threshold, operating point.
+
+    Never fitted on test: the test figures would then be tuned to the test split.
+    """
+    logits = predict_logits(model, val.images, device, tta=bool(meta.get("tta")))
+    old_t = float(meta.get("temperature", 1.0))
+    new_t, updates = old_t, {}
+    if options.temperature:
+        new_t = fit_temperature(logits, val.labels)
+        updates = {"temperature": new_t,
+                   "threshold": rescale_threshold(float(meta.get("threshold", 0.5)), old_t, new_t)}
+        log.info("calibration: temperature %.3f fitted on %d validation images (val ECE %.4f -> %.4f)",
+                 new_t, len(val), expected_calibration_error(val.labels, sigmoid(logits / old_t)),
+                 expected_calibration_error(val.labels, sigmoid(logits / new_t)))
+    if options.target_precision is not None or options.target_fpr is not None:
+        point = choose_threshold(val.labels, sigmoid(logits / new_t), options.target_precision, options.target_fpr)
+        updates["threshold"] = point.threshold
+        updates["operating_point"] = {"target": point.target, "chosen_on": "val",
+                                      "val": {k: v for k, v in point.to_dict().items() if k != "target"}}
+        log.info("calibration: threshold %.4f for %s on val (FAKE flagged: precision %.4f, recall %.4f, "
+                 "FPR %.4f)", point.threshold, point.target, point.precision, point.recall, point.fpr)
+    return updates
 
 
 def writable_dir(path: str | Path) -> Path:
@@ -65,6 +115,7 @@ def train_and_evaluate(
     resume: bool = False,
     tta: bool = True,
     run_eval: bool = True,
+    calibration: CalibrationOptions | None = None,
 ) -> dict[str, Any]:
     out = writable_dir(out_dir)
     dev = distributed.init(resolve_device(device))
@@ -91,18 +142,25 @@ def train_and_evaluate(
         "device": str(dev),
         "processes": distributed.world_size(),
     }
-    save_model(out / "model.pt", model, {"tta": tta, "summary": summary})
+    meta: dict[str, Any] = {"tta": tta}
+    save_model(out / "model.pt", model, {**meta, "summary": summary})
+    if calibration and calibration.requested:
+        meta.update(calibrate_on_val(model, rd.val, dev, meta, calibration))
+        save_model(out / "model.pt", model, {**meta, "summary": summary})
     if run_eval:
         splits = {"train": rd.train, "val": rd.val, "test": rd.test}
-        summary = evaluate(model, splits, dev, out, summary, tta=tta, leaked=rd.leaked, history=state.history)
-        save_model(out / "model.pt", model, {"tta": tta, "summary": summary})
+        summary = evaluate(model, splits, dev, out, summary, meta, leaked=rd.leaked, history=state.history)
+        save_model(out / "model.pt", model, {**meta, "summary": summary})
     distributed.finish()
     return summary
 
 
 def evaluate_saved(model_path: str | Path, out_dir: str | Path | None, data: DataOptions,
-                   device: str = "auto") -> dict[str, Any]:
-    """Re-score a saved model; the val split is rebuilt from the seed stored with the model."""
+                   device: str = "auto", calibration: CalibrationOptions | None = None) -> dict[str, Any]:
+    """Re-score a saved model; the val split is rebuilt from the seed stored with the model.
+
+    With `calibration`, the temperature/threshold fitted on val are written into the model file.
+    """
     model, meta = load_model(model_path)
     stored = meta.get("summary", {})
     stored_data = stored.get("data", {})
@@ -118,10 +176,14 @@ def evaluate_saved(model_path: str | Path, out_dir: str | Path | None, data: Dat
         "training": stored.get("training", {}),
         "device": str(dev),
     }
+    if calibration and calibration.requested:
+        updates = calibrate_on_val(model, rd.val, dev, meta, calibration)
+        update_model_meta(model_path, updates)
+        meta = {**meta, **updates}
+        log.info("calibration stored in %s", model_path)
     history = _read_history(Path(model_path).parent / "history.csv")
     splits = {"train": rd.train, "val": rd.val, "test": rd.test}
-    return evaluate(model, splits, dev, out, summary, tta=bool(meta.get("tta")),
-                    threshold=float(meta.get("threshold", 0.5)), leaked=rd.leaked, history=history)
+    return evaluate(model, splits, dev, out, summary, meta, leaked=rd.leaked, history=history)
 
 
 def _read_history(path: Path) -> list[dict[str, float]] | None:

@@ -69,3 +69,42 @@ def training_curves_png(history: list[dict[str, float]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
+
+
+def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Reliability diagram (mean P(FAKE) vs share of FAKE, per bin) over a histogram of P(FAKE)."""
+    from aivsreal.calibration import expected_calibration_error, reliability_bins
+
+    fig, (rel, hist) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1.3), sharex=True)
+    rel.plot([0, 1], [0, 1], "k:", lw=1, label="perfectly calibrated")
+    for name, (labels, p_fake) in curves.items():
+        mean_p, frac_fake, _ = reliability_bins(labels, p_fake)
+        ece = expected_calibration_error(labels, p_fake)
+        rel.plot(mean_p, frac_fake, "-o", ms=3, label=f"{name} (ECE {ece:.4f})")
+        hist.hist(p_fake, bins=30, range=(0, 1), histtype="step", lw=1.2, label=name)
+    rel.set(ylabel="share of FAKE images", title="Reliability (test split)")
+    hist.set(xlabel="predicted P(FAKE)", ylabel="images", yscale="log")
+    for ax in (rel, hist):
+        ax.grid(alpha=0.3)
+    rel.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def robustness_png(rows: list, path: Path) -> Path:
+    """Accuracy against perturbation strength, one panel per kind, starting from the clean images."""
+    from aivsreal.robustness import CLEAN_STRENGTH
+
+    clean = rows[0]
+    families = list(dict.fromkeys(r.family for r in rows[1:]))
+    fig, axes = plt.subplots(1, len(families), figsize=(2.6 * len(families), 3), sharey=True, squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        pts = [(CLEAN_STRENGTH.get(family, 0), clean.accuracy)]
+        pts += [(r.strength, r.accuracy) for r in rows[1:] if r.family == family]
+        pts.sort(key=lambda t: t[0], reverse=family in CLEAN_STRENGTH)  # from clean towards harsher
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(range(len(xs)), ys, "-o", ms=4)
+        ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+        ax.set_title(family, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    return _save(fig, path)

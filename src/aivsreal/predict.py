@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aivsreal.calibration import sigmoid
 from aivsreal.device import autocast, resolve_device
 from aivsreal.errors import AivsrealError
 from aivsreal.images import BadImageError, decode_image, read_image_file
@@ -22,9 +25,9 @@ from aivsreal.train import pixels_to, to_tensor
 
 
 @torch.no_grad()
-def predict_pixels(model: Network, images: np.ndarray, device: torch.device,
+def predict_logits(model: Network, images: np.ndarray, device: torch.device,
                    batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
-    """P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages logits with the mirrored image.
+    """logit of P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages with the mirrored image.
 
     `amp` runs in bf16 (fp16 on older GPUs): about 2x faster on CPU, P(FAKE) within ~1e-2 of fp32.
     """
@@ -36,16 +39,24 @@ def predict_pixels(model: Network, images: np.ndarray, device: torch.device,
             logits = model(x).float()
             if tta:
                 logits = (logits + model(x.flip(3)).float()) / 2
-        out.append(torch.sigmoid(logits).cpu())
+        out.append(logits.cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
 
 
+def predict_pixels(model: Network, images: np.ndarray, device: torch.device, batch_size: int = 256,
+                   tta: bool = False, amp: bool = True, temperature: float = 1.0) -> np.ndarray:
+    """P(FAKE) = sigmoid(logit / temperature); the temperature comes from `--calibrate`."""
+    return sigmoid(predict_logits(model, images, device, batch_size, tta, amp) / temperature)
+
+
 class TorchScorer:
-    def __init__(self, model: Network, device: torch.device, tta: bool, amp: bool):
+    def __init__(self, model: Network, device: torch.device, tta: bool, amp: bool, temperature: float = 1.0):
         self.model, self.device, self.tta, self.amp = model.to(device), device, tta, amp
+        self.temperature = temperature
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return predict_pixels(self.model, pixels, self.device, tta=self.tta, amp=self.amp)
+        return predict_pixels(self.model, pixels, self.device, tta=self.tta, amp=self.amp,
+                              temperature=self.temperature)
 
 
 class OnnxScorer:
@@ -87,12 +98,16 @@ class Detector:
     >>> [p.label for p in det.predict(["cat.jpg", "render.png"])]
     """
 
-    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: dict[str, Any]):
+    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: dict[str, Any],
+                 network: Network | None = None):
         self.scorer, self.config, self.meta = scorer, config, meta
         self.threshold = float(meta.get("threshold", 0.5))
         self.tta = bool(meta.get("tta", False))
         self.image_size = config.image_size
         self.name = config.name
+        self.network = network
+        self._explainer: Network | None = None
+        self._explain_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", backend: str = "torch",
@@ -106,8 +121,9 @@ class Detector:
         if precision not in ("bf16", "fp32"):
             raise AivsrealError(f"unknown precision {precision!r} (bf16, fp32)")
         model, meta = load_model(path)
-        scorer = TorchScorer(model, resolve_device(device), bool(meta.get("tta")), amp=precision == "bf16")
-        return cls(scorer, model.config, meta)
+        scorer = TorchScorer(model, resolve_device(device), bool(meta.get("tta")), amp=precision == "bf16",
+                             temperature=float(meta.get("temperature", 1.0)))
+        return cls(scorer, model.config, meta, model)
 
     def to_pixels(self, image: ImageInput) -> np.ndarray:
         """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
@@ -127,6 +143,29 @@ class Detector:
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         return self.scorer(pixels)
+
+    def explain(self, pixels: np.ndarray, target: str = "predicted", layer: str | None = None,
+                p_fake: np.ndarray | None = None) -> np.ndarray:
+        """Grad-CAM maps (N, H, W) in [0, 1]: evidence for FAKE, for REAL, or for each verdict.
+
+        Uses its own fp32 copy of the network under a lock, so the hooks it sets never see
+        another thread's forward pass (the web service scores on a worker thread).
+        """
+        from aivsreal.explain import grad_cam
+
+        if self.network is None:
+            raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
+        if target == "predicted":
+            p_fake = self.predict_proba(pixels) if p_fake is None else p_fake
+            explain_fake = np.asarray(p_fake) >= self.threshold
+        elif target in ("FAKE", "REAL"):
+            explain_fake = np.full(len(pixels), target == "FAKE")
+        else:
+            raise AivsrealError(f"unknown Grad-CAM target {target!r} (predicted, FAKE, REAL)")
+        with self._explain_lock:
+            if self._explainer is None:
+                self._explainer = copy.deepcopy(self.network).float().eval()
+            return grad_cam(self._explainer, pixels, explain_fake, layer=layer, tta=self.tta)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
         return list(self.iter_predict(images, batch_size))

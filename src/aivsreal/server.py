@@ -2,12 +2,15 @@
 
 POST /api/predict takes one or many images (multipart field `files`). Each file is answered
 on its own: a corrupt or oversized file gets an error entry while the others get verdicts.
+With `?explain=1` each verdict also carries `gradcam_png`: the image under its Grad-CAM heat
+map for the predicted class, as a base64 PNG.
 The response status is 200 when at least one file was scored, else the files' own status
 (400 unreadable, 413 too large).
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -16,11 +19,12 @@ from typing import Annotated, Any
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
 from aivsreal.batcher import BatchingPredictor
+from aivsreal.explain import default_layer, overlay, png_bytes
 from aivsreal.images import BadImageError
 from aivsreal.predict import Detector
 
@@ -39,6 +43,8 @@ def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
         "input_size": det.config.input_size,
         "threshold": det.threshold,
         "tta": det.tta,
+        "temperature": float(det.meta.get("temperature", 1.0)),
+        "operating_point": det.meta.get("operating_point"),
         "positive_class_in_metrics": "REAL",
         "params": summary.get("model", {}).get("params"),
         "metrics": {split: {k: m.get(k) for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc",
@@ -52,6 +58,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
     detector = Detector.load(model_path, device=device)
     predictor = BatchingPredictor(detector)
     info = model_info(detector, model_path)
+    gradcam_layer = default_layer(detector.network)
     max_bytes = int(max_upload_mb * 1024 * 1024)
 
     @asynccontextmanager
@@ -72,7 +79,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             return JSONResponse({"detail": f"request is over {max_request // 2**20} MB"}, status_code=413)
         return await call_next(request)
 
-    def score(blobs: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
+    def score(blobs: list[tuple[str | None, bytes]], explain: bool = False) -> list[dict[str, Any]]:
         """One entry per file, in order: a verdict, or a status and an error for that file alone."""
         entries: list[dict[str, Any]] = []
         pixels, slots = [], []
@@ -89,9 +96,13 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
                     entry.update(status=400, error=f"not a readable image: {e}")
             entries.append(entry)
         if pixels:
-            probs = predictor.predict(np.stack(pixels))
+            batch = np.stack(pixels)
+            probs = predictor.predict(batch)
             for slot, p in zip(slots, probs, strict=True):
                 entries[slot].update(label="FAKE" if p >= detector.threshold else "REAL", p_fake=float(p))
+            if explain:
+                for slot, px, cam in zip(slots, batch, detector.explain(batch, p_fake=probs), strict=True):
+                    entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
         return entries
 
     @app.get("/api/health")
@@ -103,18 +114,23 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
         return info
 
     @app.post("/api/predict")
-    async def predict(files: Annotated[list[UploadFile], File(description="one or more images")]) -> JSONResponse:
+    async def predict(
+        files: Annotated[list[UploadFile], File(description="one or more images")],
+        explain: Annotated[bool, Query(description="add a Grad-CAM overlay (base64 PNG) per image")] = False,
+    ) -> JSONResponse:
         if len(files) > MAX_FILES:
             raise HTTPException(413, f"at most {MAX_FILES} files per request")
         started = time.perf_counter()
         blobs = [(upload.filename, await upload.read(max_bytes + 1)) for upload in files]
         # Decoding and scoring block; keep them off the event loop.
-        entries = await anyio.to_thread.run_sync(score, blobs)
+        entries = await anyio.to_thread.run_sync(score, blobs, explain)
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = 200 if any(e["status"] == 200 for e in entries) else max(e["status"] for e in entries)
-        return JSONResponse({"results": entries, "model": detector.name, "version": __version__,
-                             "threshold": detector.threshold, "time_ms": round(elapsed_ms, 2)},
-                            status_code=status)
+        body = {"results": entries, "model": detector.name, "version": __version__,
+                "threshold": detector.threshold, "time_ms": round(elapsed_ms, 2)}
+        if explain:
+            body["gradcam"] = {"layer": gradcam_layer, "explains": "the predicted class", "colormap": "jet"}
+        return JSONResponse(body, status_code=status)
 
     confusion_png = model_path.parent / "plots" / "confusion_test.png"
 

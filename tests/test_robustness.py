@@ -1,0 +1,115 @@
+"""Each perturbation does exactly what its name says; the robustness command writes its table and plot."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aivsreal import robustness as rb
+from aivsreal.cli import main
+
+# libjpeg's (IJG) standard luminance quantisation table (JPEG spec, Annex K), in natural order.
+IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((IJG_LUMA * scale + 50) // 100, 1, 255)
+
+
+def photo(seed=0, n=4, size=32):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    smooth = (np.sin(xx / 3.0 + seed) * 60 + np.cos(yy / 4.0) * 50 + 128)[None, ..., None]
+    return np.clip(smooth + rng.normal(0, 12, (n, size, size, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("quality", [95, 75, 50])
+def test_jpeg_is_encoded_at_the_requested_quality(quality):
+    images = photo()
+    encoded = Image.open(io.BytesIO(rb.jpeg_bytes(images[0], quality)))
+    luma = np.array(encoded.quantization[0])
+    # Pillow returns the table in zigzag order in some versions, natural in others: compare as sets of
+    # (value, count) and check the DC term, which is first in both.
+    assert luma[0] == ijg_table(quality)[0]
+    assert sorted(luma.tolist()) == sorted(ijg_table(quality).tolist())
+    decoded = np.stack([np.asarray(Image.open(io.BytesIO(rb.jpeg_bytes(im, quality))).convert("RGB"))
+                        for im in images])
+    assert np.array_equal(rb.jpeg(images, quality), decoded)
+
+
+def test_lower_jpeg_quality_loses_more():
+    images = photo()
+    errors = [np.abs(rb.jpeg(images, q).astype(int) - images).mean() for q in (95, 75, 50)]
+    assert errors[0] < errors[1] < errors[2]
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_blur_turns_a_point_into_the_gaussian_of_that_sigma(sigma):
+    img = np.zeros((1, 33, 33, 3), dtype=np.uint8)
+    img[0, 16, 16] = 255
+    out = rb.gaussian_blur(img, sigma)
+    radius = int(4 * sigma + 0.5)  # the kernel reaches 4 sigma
+    x = np.arange(-radius, radius + 1)
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    g /= g.sum()
+    expected = np.zeros((33, 33))
+    expected[16 - radius : 17 + radius, 16 - radius : 17 + radius] = 255 * np.outer(g, g)
+    for c in range(3):
+        assert np.array_equal(out[0, :, :, c], np.rint(expected).astype(np.uint8))
+    flat = np.full((2, 8, 8, 3), 77, dtype=np.uint8)
+    assert np.array_equal(rb.gaussian_blur(flat, sigma), flat)
+
+
+def test_downscale_upscale_removes_detail_finer_than_the_small_size():
+    checker = (np.indices((32, 32)).sum(0) % 2 * 200 + 20).astype(np.uint8)
+    checker = np.repeat(checker[None, ..., None], 3, axis=3)
+    out = rb.rescale(checker, 0.5)
+    assert out.shape == checker.shape and checker.std() > 90 and out.std() < 5
+    flat = np.full((1, 32, 32, 3), 140, dtype=np.uint8)
+    assert np.array_equal(rb.rescale(flat, 0.5), flat)
+
+
+@pytest.mark.parametrize("sigma", [2, 5])
+def test_noise_has_the_requested_sigma_in_pixel_units(sigma):
+    grey = np.full((8, 32, 32, 3), 128, dtype=np.uint8)
+    diff = rb.gaussian_noise(grey, sigma).astype(float) - 128
+    assert diff.std() == pytest.approx(sigma, rel=0.03) and abs(diff.mean()) < 0.1
+    assert np.array_equal(rb.gaussian_noise(grey, sigma), rb.gaussian_noise(grey, sigma))  # seeded
+
+
+def test_flip_mirrors_left_and_right():
+    images = photo()
+    assert np.array_equal(rb.hflip(images), images[:, :, ::-1]) and np.array_equal(rb.hflip(rb.hflip(images)),
+                                                                                    images)
+
+
+def test_measure_scores_every_perturbation_with_the_threshold():
+    dark, bright = np.full((10, 32, 32, 3), 60, np.uint8), np.full((10, 32, 32, 3), 200, np.uint8)
+    images, labels = np.concatenate([dark, bright]), np.array([0] * 10 + [1] * 10)
+
+    def brightness(x):  # P(FAKE) = brightness: perfect on these images, whatever the perturbation
+        return x.mean(axis=(1, 2, 3)) / 255
+
+    rows = rb.measure(brightness, images, labels, threshold=0.5)
+    assert [r.label for r in rows] == ["clean", *(p.label for p in rb.PERTURBATIONS)]
+    assert all(r.accuracy == 1.0 and r.roc_auc == 1.0 and r.n == 20 for r in rows)
+    rows = rb.measure(brightness, images, labels, threshold=0.9)  # now every image is called REAL
+    assert rows[0].accuracy == 0.5 and rows[0].fake_recall == 0.0 and rows[0].real_flagged == 0.0
+
+
+def test_robustness_cli_writes_table_json_and_plot(trained_run, tmp_path, capsys):
+    data, run = trained_run
+    out = tmp_path / "rob"
+    assert main(["robustness", "--model", str(run / "model.pt"), "--data", str(data), "--out", str(out),
+                 "--no-cache"]) == 0
+    rows = json.loads((out / "robustness.json").read_text())
+    assert len(rows) == 1 + len(rb.PERTURBATIONS) and rows[0]["n"] == 64
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert "| JPEG q50 |" in (out / "robustness.md").read_text() and "| JPEG q50 |" in capsys.readouterr().out
+    assert Image.open(out / "plots" / "robustness.png").size[0] > 500

@@ -25,7 +25,7 @@ def test_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
 def test_cli_under_torchrun_writes_one_model(tiny_data, tmp_path):
     out = tmp_path / "run"
     r = torchrun("-m", "aivsreal", "train", "--data", tiny_data, "--out", out, "--epochs", "2",
-                 "--batch-size", "16", "--no-eval", "--device", "cpu")
+                 "--batch-size", "16", "--no-eval", "--device", "cpu", "--no-cache")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.pt").exists() and (out / "history.csv").exists()
     assert r.stderr.count("epoch 2/2") == 1  # rank 0 alone logs

@@ -105,6 +105,8 @@ def test_evaluate_calibrate_stores_temperature_and_threshold_used_everywhere(tra
     assert summary["temperature"] == t and summary["operating_point"]["test"]["threshold"] == thr
     assert "ece_before_temperature" in summary["metrics"]["test"]
     assert (tmp_path / "eval" / "plots" / "reliability.png").stat().st_size > 0
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "Temperature scaling (fitted on val)" in report and "chosen on val for FPR <= 0.05" in report
 
     # The Python API (and so predict and the server) applies both.
     pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)

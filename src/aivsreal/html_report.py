@@ -80,12 +80,12 @@ def table(header: list[str], rows: list[list[Any]], row_class: list[str] | None 
 
 def _metrics_section(summary: dict[str, Any]) -> str:
     metrics = summary["metrics"]
-    rows = [[split, *(m.get(c) for c in COLUMNS), m.get("ece")] for split, m in metrics.items()]
+    rows = [[split, *(m.get(c) for c in COLUMNS)] for split, m in metrics.items()]
     classes = [""] * len(rows)
     for split in ("train", "test"):
-        rows.append([f"{split}: {SEED['name']}", *(SEED[split].get(c) for c in COLUMNS), None])
+        rows.append([f"{split}: {SEED['name']}", *(SEED[split].get(c) for c in COLUMNS)])
         classes.append("seed")
-    out = [table(["split", *COLUMNS, "ECE"], rows, classes)]
+    out = [table(["split", *COLUMNS], rows, classes)]
     per_class = metrics.get("test", {}).get("per_class", {})
     if per_class:
         out.append("<p>Per class on test (each class as the positive one):</p>")

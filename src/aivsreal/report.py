@@ -13,7 +13,7 @@ from aivsreal import __version__
 
 SEED = {"name": "seed notebook (Keras ResNet50V2, GPU)", "train": {"accuracy": 0.9735},
         "test": {"accuracy": 0.9614, "precision": 0.9807, "recall": 0.9414}}
-COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc")
+COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "ece")
 
 
 def _fmt(value: Any) -> str:
@@ -33,6 +33,20 @@ def metrics_table(results: dict[str, dict[str, Any]], with_seed: bool = True) ->
             s = SEED[split]
             lines.append(f"| {split}: {SEED['name']} | " + " | ".join(_fmt(s.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def _calibration_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    test = summary["metrics"].get("test", {})
+    if summary.get("temperature", 1.0) != 1.0 and "ece_before_temperature" in test:
+        lines.append(f"Temperature scaling (fitted on val): T = {summary['temperature']:.4f}; test ECE "
+                     f"{test['ece_before_temperature']:.4f} -> {test['ece']:.4f}.")
+    op = summary.get("operating_point")
+    if op:
+        t = op["test"]
+        lines.append(f"Threshold {op['threshold']:.4f} chosen on val for {op['target']} (FAKE flagged = positive); "
+                     f"on test: precision {t['precision']:.4f}, FAKE recall {t['recall']:.4f}, FPR {t['fpr']:.4f}.")
+    return ["## Calibration", "", *[f"- {line}" for line in lines], ""] if lines else []
 
 
 def write_report(out_dir: Path, summary: dict[str, Any], figures: dict[str, str]) -> Path:
@@ -60,6 +74,7 @@ def write_report(out_dir: Path, summary: dict[str, Any], figures: dict[str, str]
     for cls, pc in summary["metrics"].get("test", {}).get("per_class", {}).items():
         lines.append(f"| {cls} | {pc['count']:,} | {pc['precision']:.4f} | {pc['recall']:.4f} |")
     lines.append("")
+    lines += _calibration_lines(summary)
     for caption, rel in figures.items():
         lines += [f"## {caption}", "", f"![{caption}]({rel})", ""]
     if train:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aivsreal.augment import flip_and_translate
+from aivsreal.augment import degrade, flip_and_translate
 from aivsreal.data import prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
@@ -78,6 +78,20 @@ def test_flip_and_translate_exact():
         windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(shifted[i], w) for w in windows)
     assert torch.equal(flip_and_translate(x, False, 0, g), x)
+
+
+def test_degrade_changes_the_chosen_share_and_nothing_else():
+    images = np.random.default_rng(0).integers(0, 256, (400, 16, 16, 3), dtype=np.uint8)
+    before = images.copy()
+    out = degrade(images, 0.5, np.random.default_rng(1))
+    assert np.array_equal(images, before)  # the cached training data is never written to
+    changed = (out != images).any(axis=(1, 2, 3))
+    assert 0.42 < changed.mean() < 0.58
+    assert np.array_equal(degrade(images, 0.5, np.random.default_rng(1)), out)  # reproducible from the seed
+    assert np.array_equal(degrade(images, 0.0, np.random.default_rng(1)), images)
+    # A changed image is blurrier than its original: fewer fine differences between neighbours.
+    fine = np.abs(np.diff(images[changed].astype(int), axis=2)).mean()
+    assert np.abs(np.diff(out[changed].astype(int), axis=2)).mean() < 0.9 * fine
 
 
 def test_data_prepare_drops_train_duplicates_and_flags_leaks(tiny_data, cache_dir):

@@ -1,9 +1,12 @@
-"""Batch augmentation on tensors: no per-image Python work in the training loop."""
+"""Training augmentation: flips and shifts on tensors, and optional in-the-wild degradations."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from aivsreal.robustness import gaussian_blur, jpeg, rescale
 
 
 def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -32,4 +35,25 @@ def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: t
             sel = (shifts[1][rows] == dx).nonzero().squeeze(1)
             if len(sel):
                 out[rows[sel].to(x.device)] = band[sel.to(x.device), :, :, dx : dx + w]
+    return out
+
+
+def degrade(images: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Re-compress, blur or shrink-and-enlarge a random `share` of (N, H, W, 3) uint8 images.
+
+    Detectors trained on clean images key on fine generator traces that blur and resizing
+    erase (see `aivsreal robustness`); Wang et al. (CVPR 2020) showed that training with blur
+    and JPEG makes them survive such images. Each chosen image gets one degradation, its
+    strength drawn from a range: JPEG quality 40-95, blur sigma 0.25-1.25 px, resize to
+    50-90% and back. Per-image Python work: about 10% slower epochs at share 0.5.
+    """
+    out = images.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        kind, one = rng.integers(3), images[i : i + 1]
+        if kind == 0:
+            out[i] = jpeg(one, int(rng.integers(40, 96)))[0]
+        elif kind == 1:
+            out[i] = gaussian_blur(one, float(rng.uniform(0.25, 1.25)))[0]
+        else:
+            out[i] = rescale(one, float(rng.uniform(0.5, 0.9)))[0]
     return out

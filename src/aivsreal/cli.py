@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--time-budget", type=float, metavar="MIN", help="stop before an epoch would exceed it")
+    g.add_argument("--degrade", type=float, metavar="SHARE",
+                   help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     m = t.add_argument_group("model")
@@ -158,7 +160,7 @@ def cmd_train(args) -> int:
     from aivsreal.pipeline import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "patience": args.patience,
+                 "patience": args.patience, "degrade": args.degrade,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"
     summary = train_and_evaluate(

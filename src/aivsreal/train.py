@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from aivsreal import distributed
-from aivsreal.augment import flip_and_translate
+from aivsreal.augment import degrade, flip_and_translate
 from aivsreal.decode_cache import DecodedSplit
 from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
@@ -46,6 +46,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_shift: int = 2  # translate augmentation, pixels; 0 turns augmentation off
     flip: bool = True
+    degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
     seed: int = 0
     time_budget_s: float | None = None  # stop before an epoch that would overrun it
@@ -174,7 +175,11 @@ def train(
                    disable=not show, leave=False)
         for step in bar:
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = pixels_to(x_all[idx], device)
+            if cfg.degrade > 0:
+                rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))  # resumable
+                x = pixels_to(to_tensor(degrade(train_data.images[idx.numpy()], cfg.degrade, rng)), device)
+            else:
+                x = pixels_to(x_all[idx], device)
             y = y_all[idx].to(device, non_blocking=True)
             x = flip_and_translate(x, cfg.flip, cfg.max_shift, gen)
             with autocast(device):
@@ -253,7 +258,8 @@ def _restore(path: Path, model, opt, sched, gen, cfg: TrainConfig):
     if ckpt["model_config"] != model.config.to_dict():
         raise AivsrealError(f"{path}: checkpoint is for model {ckpt['model_config']['name']!r} "
                             "with other settings; resume with the same --model and options")
-    changed = [k for k, v in asdict(cfg).items() if k != "time_budget_s" and ckpt["train_config"][k] != v]
+    saved = {**asdict(TrainConfig()), **ckpt["train_config"]}  # options added since the checkpoint: defaults
+    changed = [k for k, v in asdict(cfg).items() if k != "time_budget_s" and saved[k] != v]
     if changed:
         raise AivsrealError(f"{path}: resume with the same training options; these differ: {', '.join(changed)}")
     model.load_state_dict(ckpt["model"])

@@ -102,3 +102,9 @@ def test_unwritable_output_dir_even_as_root(tmp_path, tiny_data):
 def test_verbose_shows_the_traceback(tmp_path):
     result = run_cli("-v", "predict", tmp_path, "--model", tmp_path / "none.pt")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_out_of_range_options_are_one_line_errors(tmp_path, tiny_data):
+    one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--degrade", "1.5"),
+                   "--degrade is a share")
+    one_line_error(run_cli("report", "--model", tmp_path / "none.pt", "--examples", "-1"), "--examples must be")

@@ -11,6 +11,7 @@ import numpy as np
 
 from aivsreal import html_report, plots, robustness
 from aivsreal.decode_cache import DecodedSplit
+from aivsreal.errors import AivsrealError
 from aivsreal.explain import default_layer, png_bytes, side_by_side
 from aivsreal.html_report import CamExample
 from aivsreal.pipeline import DataOptions, evaluate_saved, writable_dir
@@ -78,6 +79,8 @@ def gradcam_examples(det: Detector, test: DecodedSplit, p_fake: np.ndarray, fold
 def build_report(model_path: str | Path, out_dir: str | Path | None, data: DataOptions, device: str = "auto",
                  examples: int = 4, command: str = "") -> Path:
     """Evaluate, stress and explain a saved model; returns the path of the self-contained report.html."""
+    if examples < 0:
+        raise AivsrealError(f"--examples must be 0 or more (got {examples})")
     out = writable_dir(out_dir or Path(model_path).parent / "report")
     summary = evaluate_saved(model_path, out, data, device)
     det = Detector.load(model_path, device=device)

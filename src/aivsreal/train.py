@@ -51,6 +51,10 @@ class TrainConfig:
     seed: int = 0
     time_budget_s: float | None = None  # stop before an epoch that would overrun it
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.degrade <= 1.0:
+            raise AivsrealError(f"--degrade is a share of the training images, from 0 to 1 (got {self.degrade})")
+
     @classmethod
     def for_model(cls, recipe: dict[str, Any], **overrides: Any) -> TrainConfig:
         values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}}

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
-from itertools import islice
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aivsreal.explain import png_bytes, side_by_side
-from aivsreal.images import BadImageError
 from aivsreal.pipeline import writable_dir
 from aivsreal.predict import Detector
 
 BATCH = 64
-
-
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 def _png_name(source: str, used: set[str]) -> str:
@@ -42,27 +34,20 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
     out = writable_dir(out)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
-    for batch in _batches(paths, BATCH):
-        good, pixels = [], []
-        for source in batch:
-            try:
-                pixels.append(det.to_pixels(source))
-                good.append(len(rows))
-                rows.append({"source": source})
-            except BadImageError as e:
-                rows.append({"source": source, "label": "ERROR", "p_fake": "", "explained": "", "file": "",
-                             "error": str(e)})
-        if not pixels:
-            continue
-        px = np.stack(pixels)
-        p_fake = det.predict_proba(px)
-        cams = det.explain(px, target=target, layer=layer, p_fake=p_fake)
-        for slot, image, cam, p in zip(good, px, cams, p_fake, strict=True):
-            label = "FAKE" if p >= det.threshold else "REAL"
-            name = _png_name(rows[slot]["source"], used)
-            (out / name).write_bytes(png_bytes(side_by_side(image, cam, size)))
-            rows[slot].update(label=label, p_fake=f"{p:.4f}", explained=label if target == "predicted" else target,
-                              file=name, error="")
+    for batch in det.decoded_batches(paths, BATCH):
+        preds = list(det.score_decoded(batch))
+        good = [i for i, pred in enumerate(preds) if pred.error is None]
+        cams = iter(det.explain(np.stack([batch[i][1] for i in good]), target=target, layer=layer,
+                                p_fake=np.array([preds[i].p_fake for i in good])) if good else [])
+        for pred, (_, pixels, _) in zip(preds, batch, strict=True):
+            if pred.error is not None:
+                rows.append({"source": pred.source, "label": "ERROR", "p_fake": "", "explained": "", "file": "",
+                             "error": pred.error})
+                continue
+            name = _png_name(pred.source, used)
+            (out / name).write_bytes(png_bytes(side_by_side(pixels, next(cams), size)))
+            rows.append({"source": pred.source, "label": pred.label, "p_fake": f"{pred.p_fake:.4f}",
+                         "explained": pred.label if target == "predicted" else target, "file": name, "error": ""})
     with open(out / "explanations.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["source", "label", "p_fake", "explained", "file", "error"])
         w.writeheader()

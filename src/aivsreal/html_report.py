@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aivsreal import __version__
-from aivsreal.report import COLUMNS, SEED
+from aivsreal.report import COLUMNS, SEED, format_cell
 from aivsreal.robustness import RobustnessRow
 
 CSS = """
@@ -60,13 +60,9 @@ def _figure(png: Path, caption: str) -> str:
 
 
 def _num(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if isinstance(value, float) and value != value:  # NaN: AUC of a one-class split
         return "–"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return html.escape(str(value))
+    return html.escape(format_cell(value))
 
 
 def table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
@@ -120,9 +116,8 @@ def _calibration_section(summary: dict[str, Any], folder: Path) -> str:
 
 
 def _robustness_section(rows: list[RobustnessRow], folder: Path) -> str:
-    clean = rows[0].accuracy
-    body = [[r.label, r.n, r.accuracy, "" if i == 0 else f"{(r.accuracy - clean) * 100:+.2f} pt", r.roc_auc,
-             r.fake_recall, r.real_flagged] for i, r in enumerate(rows)]
+    body = [[r.label, r.n, r.accuracy, r.change_from(rows[0]), r.roc_auc, r.fake_recall, r.real_flagged]
+            for r in rows]
     return (f"<p>The test images (n = {rows[0].n:,}), perturbed, scored at the model's threshold.</p>"
             + table(["perturbation", "images", "accuracy", "change", "AUC", "FAKE recall", "REAL flagged"], body)
             + _figure(folder / "plots/robustness.png", "Test accuracy per perturbation strength"))

@@ -172,6 +172,11 @@ class Detector:
 
     def iter_predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> Iterator[Prediction]:
         """Stream predictions in input order; unreadable inputs yield a Prediction with `error`."""
+        for batch in self.decoded_batches(images, batch_size):
+            yield from self.score_decoded(batch, batch_size)
+
+    def decoded_batches(self, images: Iterable[ImageInput], batch_size: int) -> Iterator[list[Decoded]]:
+        """Inputs decoded as in training, `batch_size` at a time, in order; unreadable ones carry their error."""
         batch: list[Decoded] = []
         for image in images:
             source = str(image) if isinstance(image, (str, Path)) else f"<{type(image).__name__}>"
@@ -180,9 +185,10 @@ class Detector:
             except BadImageError as e:
                 batch.append((source, None, str(e)))
             if len(batch) >= batch_size:
-                yield from self.score_decoded(batch, batch_size)
+                yield batch
                 batch = []
-        yield from self.score_decoded(batch, batch_size)
+        if batch:
+            yield batch
 
     def score_decoded(self, items: list[Decoded], batch_size: int = 256) -> Iterator[Prediction]:
         """Predictions for already-decoded (source, pixels or None, error) items, in order."""

@@ -16,9 +16,12 @@ SEED = {"name": "seed notebook (Keras ResNet50V2, GPU)", "train": {"accuracy": 0
 COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "ece")
 
 
-def _fmt(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A table cell, Markdown or HTML: counts with thousands separators, rates to 4 decimals."""
     if value is None:
         return "–"
+    if isinstance(value, str):
+        return value
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.4f}"
@@ -27,11 +30,11 @@ def _fmt(value: Any) -> str:
 def metrics_table(results: dict[str, dict[str, Any]], with_seed: bool = True) -> str:
     lines = ["| split | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for split, m in results.items():
-        lines.append(f"| {split} | " + " | ".join(_fmt(m.get(c)) for c in COLUMNS) + " |")
+        lines.append(f"| {split} | " + " | ".join(format_cell(m.get(c)) for c in COLUMNS) + " |")
     if with_seed:
         for split in ("train", "test"):
             s = SEED[split]
-            lines.append(f"| {split}: {SEED['name']} | " + " | ".join(_fmt(s.get(c)) for c in COLUMNS) + " |")
+            lines.append(f"| {split}: {SEED['name']} | " + " | ".join(format_cell(s.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 

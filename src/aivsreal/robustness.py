@@ -91,6 +91,10 @@ class RobustnessRow:
     fake_recall: float  # share of FAKE images still flagged
     real_flagged: float  # share of REAL images called FAKE (false positives)
 
+    def change_from(self, clean: RobustnessRow) -> str:
+        """Accuracy change against the clean row, in points; empty for the clean row itself."""
+        return "" if self is clean else f"{(self.accuracy - clean.accuracy) * 100:+.2f} pt"
+
 
 def measure(scorer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
             threshold: float, perturbations: tuple[Perturbation, ...] = PERTURBATIONS) -> list[RobustnessRow]:
@@ -115,11 +119,9 @@ def rows_to_dicts(rows: list[RobustnessRow]) -> list[dict]:
 
 
 def markdown_table(rows: list[RobustnessRow]) -> str:
-    clean = rows[0].accuracy
     lines = ["| perturbation | accuracy | change | AUC | FAKE recall | REAL flagged as FAKE |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        change = "" if r is rows[0] else f"{(r.accuracy - clean) * 100:+.2f} pt"
-        lines.append(f"| {r.label} | {r.accuracy:.4f} | {change} | {r.roc_auc:.4f} | {r.fake_recall:.4f} | "
-                     f"{r.real_flagged:.4f} |")
+        lines.append(f"| {r.label} | {r.accuracy:.4f} | {r.change_from(rows[0])} | {r.roc_auc:.4f} | "
+                     f"{r.fake_recall:.4f} | {r.real_flagged:.4f} |")
     return "\n".join(lines)

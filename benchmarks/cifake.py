@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aivsreal.datasets import find_splits
-from aivsreal.decode_cache import load_split
-from aivsreal.pipeline import DataOptions, train_and_evaluate
-from aivsreal.predict import Detector
+from aivsreal.commands.train import DataOptions, train_and_evaluate
+from aivsreal.data.cache import load_split
+from aivsreal.data.sources import find_splits
+from aivsreal.predict.detector import Detector
 
 RESULTS = Path(__file__).parent / "results"
 SEED_ROW = {"model": "seed notebook: Keras ResNet50V2, ImageNet weights, GPU (published)",

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aivsreal.export import export_onnx
-from aivsreal.model_file import save_model
 from aivsreal.models import build_model, default_config
-from aivsreal.predict import Detector
+from aivsreal.models.file import save_model
+from aivsreal.predict.detector import Detector
+from aivsreal.predict.onnx import export_onnx
 
 RESULTS = Path(__file__).parent / "results"
 

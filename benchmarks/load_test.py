@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from aivsreal.predict import Detector
+from aivsreal.predict.detector import Detector
 
 RESULTS = Path(__file__).parent / "results"
 

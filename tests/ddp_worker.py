@@ -5,10 +5,10 @@ from pathlib import Path
 
 import torch
 
-from aivsreal import distributed
-from aivsreal.data import prepare
+from aivsreal.data.splits import prepare
 from aivsreal.models import build_model, default_config
-from aivsreal.train import TrainConfig, train
+from aivsreal.train import distributed
+from aivsreal.train.loop import TrainConfig, train
 
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
 device = distributed.init(torch.device("cpu"))

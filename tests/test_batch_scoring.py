@@ -5,11 +5,11 @@ import itertools
 
 import pytest
 
-from aivsreal.batch_scoring import score_paths, score_to_csv
 from aivsreal.cli import expand_inputs
-from aivsreal.model_file import save_model
 from aivsreal.models import build_model, default_config
-from aivsreal.predict import Detector
+from aivsreal.models.file import save_model
+from aivsreal.predict.batch import score_paths, score_to_csv
+from aivsreal.predict.detector import Detector
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from aivsreal.calibration import (
+from aivsreal.cli import main
+from aivsreal.errors import AivsrealError
+from aivsreal.evaluate.calibration import (
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
@@ -15,10 +17,8 @@ from aivsreal.calibration import (
     rescale_threshold,
     sigmoid,
 )
-from aivsreal.cli import main
-from aivsreal.errors import AivsrealError
-from aivsreal.model_file import load_model
-from aivsreal.predict import Detector, predict_logits
+from aivsreal.models.file import load_model
+from aivsreal.predict.detector import Detector, predict_logits
 
 
 def test_ece_on_a_hand_made_case():

@@ -73,8 +73,8 @@ def test_wrong_layout_and_empty_class(tmp_path, tiny_data):
 def test_model_file_missing_corrupt_and_wrong(tmp_path, tiny_data):
     import torch
 
-    from aivsreal.model_file import FORMAT_VERSION, save_model
     from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import FORMAT_VERSION, save_model
 
     one_line_error(run_cli("predict", tiny_data, "--model", tmp_path / "none.pt"), "not found")
     (tmp_path / "bad.pt").write_bytes(b"garbage")

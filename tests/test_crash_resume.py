@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from aivsreal.predict import Detector
+from aivsreal.predict.detector import Detector
 from aivsreal.safe_io import safe_load
 
 EPOCHS = 40

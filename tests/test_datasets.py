@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import make_dataset, zip_folder
 
-from aivsreal.datasets import balanced_limit, find_splits, stratified_split
+from aivsreal.data.sources import balanced_limit, find_splits, stratified_split
 from aivsreal.errors import AivsrealError
 
 
@@ -77,7 +77,7 @@ def test_balanced_limit(tiny_data):
 
 
 def test_a_zip_under_any_name_is_read_as_a_zip(tiny_data, tmp_path):
-    from aivsreal.decode_cache import load_split
+    from aivsreal.data.cache import load_split
 
     oddly_named = zip_folder(tiny_data, tmp_path / "cifake.download")
     split = find_splits(oddly_named)["test"]

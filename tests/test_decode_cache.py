@@ -3,9 +3,9 @@ import logging
 import numpy as np
 import pytest
 
-from aivsreal import decode_cache
-from aivsreal.datasets import find_splits
-from aivsreal.decode_cache import load_split
+from aivsreal.data import cache as decode_cache
+from aivsreal.data.cache import load_split
+from aivsreal.data.sources import find_splits
 from aivsreal.errors import AivsrealError
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from aivsreal.cli import main
 from aivsreal.errors import AivsrealError
-from aivsreal.explain import default_layer, grad_cam, overlay, side_by_side
+from aivsreal.explain.gradcam import default_layer, grad_cam, overlay, side_by_side
 from aivsreal.models import Detector, ModelConfig, build_model, default_config
 
 

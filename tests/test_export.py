@@ -8,8 +8,8 @@ from conftest import SHARED_CIFAKE
 
 from aivsreal.cli import main
 from aivsreal.errors import AivsrealError
-from aivsreal.export import export_onnx
-from aivsreal.predict import Detector
+from aivsreal.predict.detector import Detector
+from aivsreal.predict.onnx import export_onnx
 
 
 def real_images(tiny_data, n=64):
@@ -76,7 +76,7 @@ def test_not_an_onnx_file(tmp_path):
 def test_onnx_applies_the_stored_temperature(trained, tmp_path):
     import shutil
 
-    from aivsreal.model_file import update_model_meta
+    from aivsreal.models.file import update_model_meta
 
     model_path = tmp_path / "model.pt"
     shutil.copy(trained[0], model_path)

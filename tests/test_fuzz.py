@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from aivsreal.images import BadImageError, decode_image
+from aivsreal.data.images import BadImageError, decode_image
 
 
 def _seed_files() -> list[bytes]:
@@ -55,9 +55,9 @@ def test_loader_never_crashes(data):
 def client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from aivsreal.model_file import save_model
     from aivsreal.models import build_model, default_config
-    from aivsreal.server import create_app
+    from aivsreal.models.file import save_model
+    from aivsreal.serve.app import create_app
 
     path = tmp_path_factory.mktemp("m") / "model.pt"
     save_model(path, build_model(default_config("fast")))

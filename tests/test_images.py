@@ -8,7 +8,7 @@ import pytest
 from conftest import jpeg_bytes
 from PIL import Image
 
-from aivsreal.images import MAX_PIXELS, BadImageError, decode_image, read_image_file
+from aivsreal.data.images import MAX_PIXELS, BadImageError, decode_image, read_image_file
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aivsreal.metrics import binary_metrics, first_occurrences, leaked_mask, pixel_hashes
+from aivsreal.evaluate.metrics import binary_metrics, first_occurrences, leaked_mask, pixel_hashes
 
 
 def test_hand_made_case_with_real_as_positive():

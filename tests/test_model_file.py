@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from aivsreal.errors import AivsrealError
-from aivsreal.model_file import FORMAT_VERSION, load_model, save_model, update_model_meta
 from aivsreal.models import build_model, default_config
-from aivsreal.predict import Detector
+from aivsreal.models.file import FORMAT_VERSION, load_model, save_model, update_model_meta
+from aivsreal.predict.detector import Detector
 from aivsreal.safe_io import UMASK
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aivsreal.cli import main
-from aivsreal.full_report import most_confident
+from aivsreal.commands.report import most_confident
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
 from screenshot import CHROMIUM  # noqa: E402

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aivsreal import robustness as rb
 from aivsreal.cli import main
+from aivsreal.evaluate import robustness as rb
 
 # libjpeg's (IJG) standard luminance quantisation table (JPEG spec, Annex K), in natural order.
 IJG_LUMA = np.array([

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from aivsreal.explain import overlay as overlay_image
-from aivsreal.model_file import save_model
+from aivsreal.explain.gradcam import overlay as overlay_image
 from aivsreal.models import build_model, default_config
-from aivsreal.predict import Detector
-from aivsreal.server import create_app
+from aivsreal.models.file import save_model
+from aivsreal.predict.detector import Detector
+from aivsreal.serve.app import create_app
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from aivsreal.augment import degrade, flip_and_translate
-from aivsreal.data import prepare
+from aivsreal.data.splits import prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
-from aivsreal.predict import predict_pixels
-from aivsreal.train import CHECKPOINT, TrainConfig, train
+from aivsreal.predict.detector import predict_pixels
+from aivsreal.train.augment import degrade, flip_and_translate
+from aivsreal.train.loop import CHECKPOINT, TrainConfig, train
 
 QUICK = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=10)
 
@@ -60,7 +60,7 @@ def test_early_stopping_restores_the_best_epoch(run_data, tmp_path):
     model = build_model(default_config("fast"))
     state = train(model, run_data.train, run_data.val, cfg, tmp_path, torch.device("cpu"))
     assert state.stopped_early and state.epoch == state.best_epoch + 2 < 30
-    from aivsreal.train import evaluate_loss
+    from aivsreal.train.loop import evaluate_loss
 
     val_loss, _ = evaluate_loss(model, run_data.val, torch.device("cpu"))
     assert val_loss == pytest.approx(state.best_val_loss, rel=1e-3)

@@ -28,8 +28,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    from aivsreal.model_file import save_model
     from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
 
     model = tmp_path / "model.pt"
     save_model(model, build_model(default_config("fast")))

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from aivsreal.predict import Detector, Prediction  # noqa: E402
+from aivsreal.predict.detector import Detector, Prediction  # noqa: E402
 
 __all__ = ["Detector", "Prediction", "__version__"]

@@ -17,8 +17,8 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
-from aivsreal.images import is_image_name
 from aivsreal.models import MODEL_NAMES
 
 log = logging.getLogger("aivsreal")
@@ -157,7 +157,7 @@ def expand_inputs(inputs: list[str]) -> Iterator[str]:
 
 
 def cmd_train(args) -> int:
-    from aivsreal.pipeline import train_and_evaluate
+    from aivsreal.commands.train import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "patience": args.patience, "degrade": args.degrade,
@@ -175,7 +175,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from aivsreal.pipeline import evaluate_saved
+    from aivsreal.commands.train import evaluate_saved
 
     summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device,
                              calibration=_calibration_options(args))
@@ -184,13 +184,13 @@ def cmd_evaluate(args) -> int:
 
 
 def _calibration_options(args):
-    from aivsreal.pipeline import CalibrationOptions
+    from aivsreal.commands.train import CalibrationOptions
 
     return CalibrationOptions(args.calibrate, args.target_precision, args.target_fpr)
 
 
 def cmd_explain(args) -> int:
-    from aivsreal.explain_files import explain_files
+    from aivsreal.commands.explain import explain_files
 
     rows = explain_files(args.model, expand_inputs(args.inputs), Path(args.out), target=args.target,
                          layer=args.layer, size=args.size, device=args.device)
@@ -204,8 +204,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from aivsreal.full_report import run_robustness
-    from aivsreal.robustness import markdown_table
+    from aivsreal.commands.report import run_robustness
+    from aivsreal.evaluate.robustness import markdown_table
 
     rows = run_robustness(args.model, args.out, _data_options(args), device=args.device)
     print(markdown_table(rows))
@@ -214,7 +214,7 @@ def cmd_robustness(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from aivsreal.full_report import build_report
+    from aivsreal.commands.report import build_report
 
     print(build_report(args.model, args.out, _data_options(args), device=args.device, examples=args.examples,
                        command=args.command_line))
@@ -222,7 +222,7 @@ def cmd_report(args) -> int:
 
 
 def _data_options(args):
-    from aivsreal.pipeline import DataOptions
+    from aivsreal.commands.train import DataOptions
 
     return DataOptions(path=args.data, val_fraction=args.val_fraction, seed=getattr(args, "seed", 0),
                        limit=args.limit, cache_dir=args.cache_dir, no_cache=args.no_cache, strict=args.strict)
@@ -236,8 +236,8 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_predict(args) -> int:
-    from aivsreal.batch_scoring import score_paths, score_to_csv
-    from aivsreal.predict import Detector
+    from aivsreal.predict.batch import score_paths, score_to_csv
+    from aivsreal.predict.detector import Detector
 
     if args.resume and not args.csv:
         raise AivsrealError("--resume needs --csv: it skips the files already in that CSV")
@@ -272,7 +272,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from aivsreal.export import export_onnx
+    from aivsreal.predict.onnx import export_onnx
 
     out = args.out or str(Path(args.model).with_suffix(".onnx"))
     print(export_onnx(args.model, out))
@@ -280,14 +280,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from aivsreal.server import serve
+    from aivsreal.serve.app import serve
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
     return 0
 
 
 def cmd_download(args) -> int:
-    from aivsreal.download import download_cifake
+    from aivsreal.data.download import download_cifake
 
     print(download_cifake())
     return 0

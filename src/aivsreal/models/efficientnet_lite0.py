@@ -19,7 +19,7 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import ModelConfig
-from aivsreal.weights import load_state_dict_file
+from aivsreal.models.weights import load_state_dict_file
 
 TIMM_NAME = "efficientnet_lite0"
 # Google's Lite models were trained on (x - 127) / 128 inputs.

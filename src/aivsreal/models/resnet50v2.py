@@ -15,7 +15,7 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
-from aivsreal.weights import load_state_dict_file
+from aivsreal.models.weights import load_state_dict_file
 
 TIMM_NAME = "resnetv2_50"
 # The seed's training: Keras Adam defaults (lr 1e-3), constant LR, no augmentation, hard labels,

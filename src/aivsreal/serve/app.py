@@ -23,10 +23,10 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
-from aivsreal.batcher import BatchingPredictor
-from aivsreal.explain import default_layer, overlay, png_bytes
-from aivsreal.images import BadImageError
-from aivsreal.predict import Detector
+from aivsreal.data.images import BadImageError
+from aivsreal.explain.gradcam import default_layer, overlay, png_bytes
+from aivsreal.predict.detector import Detector
+from aivsreal.serve.batcher import BatchingPredictor
 
 DEFAULT_MAX_MB = 10.0
 MAX_FILES = 64
@@ -140,7 +140,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             raise HTTPException(404, "no confusion matrix saved beside this model")
         return Response(confusion_png.read_bytes(), media_type="image/png")
 
-    page = resources.files("aivsreal.web").joinpath("index.html").read_text()
+    page = resources.files("aivsreal.serve.web").joinpath("index.html").read_text()
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:

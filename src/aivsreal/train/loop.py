@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from aivsreal import distributed
-from aivsreal.augment import degrade, flip_and_translate
-from aivsreal.decode_cache import DecodedSplit
+from aivsreal.data.cache import DecodedSplit
 from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
 from aivsreal.models import Detector
 from aivsreal.safe_io import atomic_save, safe_load
+from aivsreal.train import distributed
+from aivsreal.train.augment import degrade, flip_and_translate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from aivsreal.calibration import expected_calibration_error
+from aivsreal.evaluate.calibration import expected_calibration_error
 
 POSITIVE = "REAL"
 

@@ -12,25 +12,25 @@ from typing import Any
 
 import torch
 
-from aivsreal import data as run_data
-from aivsreal import distributed
-from aivsreal.calibration import (
+from aivsreal.data import splits as run_data
+from aivsreal.data.cache import DecodedSplit, default_cache_dir
+from aivsreal.data.download import default_data_path
+from aivsreal.device import resolve_device
+from aivsreal.errors import AivsrealError
+from aivsreal.evaluate.calibration import (
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
     rescale_threshold,
     sigmoid,
 )
-from aivsreal.decode_cache import DecodedSplit, default_cache_dir
-from aivsreal.device import resolve_device
-from aivsreal.download import default_data_path
-from aivsreal.errors import AivsrealError
-from aivsreal.evaluate import evaluate
-from aivsreal.model_file import load_model, save_model, update_model_meta
+from aivsreal.evaluate.scores import evaluate
 from aivsreal.models import Detector as Network
 from aivsreal.models import build_model, default_config, train_recipe
-from aivsreal.predict import predict_logits
-from aivsreal.train import TrainConfig, train
+from aivsreal.models.file import load_model, save_model, update_model_meta
+from aivsreal.predict.detector import predict_logits
+from aivsreal.train import distributed
+from aivsreal.train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import Detector as Network
-from aivsreal.train import to_tensor
+from aivsreal.train.loop import to_tensor
 
 MIN_CELLS = 4
 

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal import plots
-from aivsreal.calibration import expected_calibration_error, operating_point, sigmoid
-from aivsreal.decode_cache import DecodedSplit
-from aivsreal.metrics import binary_metrics
+from aivsreal.data.cache import DecodedSplit
+from aivsreal.evaluate.calibration import expected_calibration_error, operating_point, sigmoid
+from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.models import Detector as Network
-from aivsreal.predict import predict_logits
-from aivsreal.report import write_report
+from aivsreal.predict.detector import predict_logits
+from aivsreal.report import figures as plots
+from aivsreal.report.markdown import write_report
 
 
 def evaluate(

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from aivsreal import __version__
-from aivsreal.report import COLUMNS, SEED, format_cell
-from aivsreal.robustness import RobustnessRow
+from aivsreal.evaluate.robustness import RobustnessRow
+from aivsreal.report.markdown import COLUMNS, SEED, format_cell
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aivsreal.decode_cache import default_cache_dir
+from aivsreal.data.cache import default_cache_dir
 from aivsreal.errors import AivsrealError
 
 KAGGLE_DATASET = "birdy654/cifake-real-and-ai-generated-synthetic-images"

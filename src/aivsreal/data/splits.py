@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aivsreal.datasets import Split, balanced_limit, find_splits, stratified_split
-from aivsreal.decode_cache import DecodedSplit, load_split
-from aivsreal.metrics import first_occurrences, leaked_mask, pixel_hashes
+from aivsreal.data.cache import DecodedSplit, load_split
+from aivsreal.data.sources import Split, balanced_limit, find_splits, stratified_split
+from aivsreal.evaluate.metrics import first_occurrences, leaked_mask, pixel_hashes
 
 log = logging.getLogger(__name__)
 HELD_OUT_TEST_FRACTION = 0.2

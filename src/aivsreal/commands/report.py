@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from aivsreal import html_report, plots, robustness
-from aivsreal.decode_cache import DecodedSplit
+from aivsreal.commands.train import DataOptions, evaluate_saved, writable_dir
+from aivsreal.data.cache import DecodedSplit
 from aivsreal.errors import AivsrealError
-from aivsreal.explain import default_layer, png_bytes, side_by_side
-from aivsreal.html_report import CamExample
-from aivsreal.pipeline import DataOptions, evaluate_saved, writable_dir
-from aivsreal.predict import Detector
+from aivsreal.evaluate import robustness
+from aivsreal.explain.gradcam import default_layer, png_bytes, side_by_side
+from aivsreal.predict.detector import Detector
+from aivsreal.report import figures as plots
+from aivsreal.report import html as html_report
+from aivsreal.report.html import CamExample
 from aivsreal.safe_io import atomic_write
 
 log = logging.getLogger(__name__)

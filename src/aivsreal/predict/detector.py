@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.calibration import sigmoid
+from aivsreal.data.images import BadImageError, decode_image, read_image_file
 from aivsreal.device import autocast, resolve_device
 from aivsreal.errors import AivsrealError
-from aivsreal.images import BadImageError, decode_image, read_image_file
-from aivsreal.model_file import load_model
+from aivsreal.evaluate.calibration import sigmoid
 from aivsreal.models import Detector as Network
 from aivsreal.models import ModelConfig
-from aivsreal.train import pixels_to, to_tensor
+from aivsreal.models.file import load_model
+from aivsreal.train.loop import pixels_to, to_tensor
 
 
 @torch.no_grad()
@@ -151,7 +151,7 @@ class Detector:
         Uses its own fp32 copy of the network under a lock, so the hooks it sets never see
         another thread's forward pass (the web service scores on a worker thread).
         """
-        from aivsreal.explain import grad_cam
+        from aivsreal.explain.gradcam import grad_cam
 
         if self.network is None:
             raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")

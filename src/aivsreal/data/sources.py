@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
-from aivsreal.images import is_image_name
 
 CLASS_NAMES = ("REAL", "FAKE")  # label 0 = REAL, label 1 = FAKE; the model outputs logit P(FAKE)
 SPLIT_ALIASES = {"train": "train", "training": "train", "test": "test", "testing": "test"}

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from aivsreal.predict import Detector
+from aivsreal.predict.detector import Detector
 
 
 class BatchingPredictor:

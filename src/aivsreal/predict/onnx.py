@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.model_file import load_model
 from aivsreal.models import Detector as Network
+from aivsreal.models.file import load_model
 
 OPSET = 17
 

@@ -73,7 +73,7 @@ def training_curves_png(history: list[dict[str, float]], path: Path) -> Path:
 
 def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     """Reliability diagram (mean P(FAKE) vs share of FAKE, per bin) over a histogram of P(FAKE)."""
-    from aivsreal.calibration import expected_calibration_error, reliability_bins
+    from aivsreal.evaluate.calibration import expected_calibration_error, reliability_bins
 
     fig, (rel, hist) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1.3), sharex=True)
     rel.plot([0, 1], [0, 1], "k:", lw=1, label="perfectly calibrated")
@@ -92,7 +92,7 @@ def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
 
 def robustness_png(rows: list, path: Path) -> Path:
     """Accuracy against perturbation strength, one panel per kind, starting from the clean images."""
-    from aivsreal.robustness import CLEAN_STRENGTH
+    from aivsreal.evaluate.robustness import CLEAN_STRENGTH
 
     clean = rows[0]
     families = list(dict.fromkeys(r.family for r in rows[1:]))

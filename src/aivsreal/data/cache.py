@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aivsreal.datasets import ImageRef, Split
+from aivsreal.data.images import BadImageError, decode_image
+from aivsreal.data.sources import ImageRef, Split
 from aivsreal.errors import AivsrealError
-from aivsreal.images import BadImageError, decode_image
 from aivsreal.safe_io import atomic_write
 
 log = logging.getLogger(__name__)

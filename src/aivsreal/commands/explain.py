@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from aivsreal.explain import png_bytes, side_by_side
-from aivsreal.pipeline import writable_dir
-from aivsreal.predict import Detector
+from aivsreal.commands.train import writable_dir
+from aivsreal.explain.gradcam import png_bytes, side_by_side
+from aivsreal.predict.detector import Detector
 
 BATCH = 64
 

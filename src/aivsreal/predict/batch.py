@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aivsreal.images import BadImageError, read_image_file
-from aivsreal.predict import Detector, Prediction
+from aivsreal.data.images import BadImageError, read_image_file
+from aivsreal.predict.detector import Detector, Prediction
 
 CSV_FIELDS = ["path", "label", "p_fake", "error"]
 

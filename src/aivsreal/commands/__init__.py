@@ -1,0 +1,1 @@
+"""One module per CLI verb that spans stages: each is what `aivsreal VERB` does, as plain functions."""

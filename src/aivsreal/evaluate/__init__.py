@@ -1,0 +1,1 @@
+"""Stage 5, evaluate: metrics, calibration and robustness, computed without writing files."""

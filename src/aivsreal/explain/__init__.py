@@ -1,0 +1,1 @@
+"""Stage 5, explain: Grad-CAM maps and the images that show them."""

@@ -1,0 +1,1 @@
+"""Stage 6, report: figures, Markdown and self-contained HTML reports."""

@@ -1,0 +1,1 @@
+"""Stage 7, serve: the REST API and web page around one detector."""

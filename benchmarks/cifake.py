@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aivsreal.commands.train import DataOptions, train_and_evaluate
+from aivsreal.commands.train import train_and_evaluate
 from aivsreal.data.cache import load_split
 from aivsreal.data.sources import find_splits
+from aivsreal.data.splits import DataOptions
 from aivsreal.predict.detector import Detector
 
 RESULTS = Path(__file__).parent / "results"

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from aivsreal.models import build_model, default_config
-from aivsreal.models.file import save_model
+from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
 from aivsreal.predict.onnx import export_onnx
 
@@ -50,7 +50,7 @@ def model_file(name: str, tmp: Path) -> tuple[Path, str]:
     if trained.exists():
         return trained, "trained"
     path = tmp / f"{name}.pt"
-    save_model(path, build_model(default_config(name)), {"tta": True})
+    save_model(path, build_model(default_config(name)), ModelMeta(tta=True))
     return path, "untrained"
 
 

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import torch
 
-from aivsreal.data.splits import prepare
+from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.models import build_model, default_config
 from aivsreal.train import distributed
 from aivsreal.train.loop import TrainConfig, train
 
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
 device = distributed.init(torch.device("cpu"))
-rd = prepare(data, 32, None, val_fraction=0.25, seed=0)
+rd = prepare(data, 32, None, SplitRecipe(val_fraction=0.25, seed=0))
 model = build_model(default_config("fast"))
 train(model, rd.train, rd.val, TrainConfig(epochs=2, batch_size=16, lr=0.05), out, device)
 torch.save(model.state_dict(), out / f"rank{distributed.rank()}.pt")

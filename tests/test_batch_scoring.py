@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from aivsreal.cli import expand_inputs
+from aivsreal.commands.predict import expand_inputs
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import save_model
 from aivsreal.predict.batch import score_paths, score_to_csv

@@ -97,10 +97,10 @@ def test_evaluate_calibrate_stores_temperature_and_threshold_used_everywhere(tra
     assert main(["evaluate", "--model", str(model_path), "--data", str(data), "--out", str(tmp_path / "eval"),
                  "--no-cache", "--calibrate", "--target-fpr", "0.05"]) == 0
     network, meta = load_model(model_path)
-    t, thr = meta["temperature"], meta["threshold"]
+    t, thr = meta.temperature, meta.threshold
     # The tiny validation split is separable, so the fitted temperature sharpens (T < 1).
-    assert 0 < t < 1 and 0 < thr <= 1 and meta["operating_point"]["target"] == "FPR <= 0.05"
-    assert meta["operating_point"]["val"]["fpr"] <= 0.05
+    assert 0 < t < 1 and 0 < thr <= 1 and meta.operating_point["target"] == "FPR <= 0.05"
+    assert meta.operating_point["val"]["fpr"] <= 0.05
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["temperature"] == t and summary["operating_point"]["test"]["threshold"] == thr
     assert "ece_before_temperature" in summary["metrics"]["test"]
@@ -111,6 +111,6 @@ def test_evaluate_calibrate_stores_temperature_and_threshold_used_everywhere(tra
     # The Python API (and so predict and the server) applies both.
     pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     det = Detector.load(model_path, device="cpu", precision="fp32")
-    z = predict_logits(network, pixels, torch.device("cpu"), tta=meta["tta"], amp=False)
+    z = predict_logits(network, pixels, torch.device("cpu"), tta=meta.tta, amp=False)
     np.testing.assert_allclose(det.predict_proba(pixels), sigmoid(z / t), atol=1e-6)
     assert det.threshold == thr

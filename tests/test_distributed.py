@@ -36,7 +36,7 @@ def test_ranks_probing_one_output_folder_at_once_do_not_collide(tmp_path):
     # torchrun starts every rank at the same moment, and each checks --out before training.
     from concurrent.futures import ThreadPoolExecutor
 
-    from aivsreal.commands.train import writable_dir
+    from aivsreal.safe_io import writable_dir
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: writable_dir(tmp_path / "run"), range(2000)))

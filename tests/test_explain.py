@@ -10,11 +10,12 @@ from torch import nn
 
 from aivsreal.cli import main
 from aivsreal.errors import AivsrealError
-from aivsreal.explain.gradcam import default_layer, grad_cam, overlay, side_by_side
-from aivsreal.models import Detector, ModelConfig, build_model, default_config
+from aivsreal.explain.gradcam import default_layer, grad_cam
+from aivsreal.explain.overlays import overlay, side_by_side
+from aivsreal.models import DetectorNet, ModelConfig, build_model, default_config
 
 
-def linear_cam_model() -> Detector:
+def linear_cam_model() -> DetectorNet:
     """pixels -> 1x1 conv (2 maps) -> global average -> linear: logit = mean over cells of sum_k w_k A_k.
 
     So d logit / d A_k = w_k / cells at every cell, and Grad-CAM for FAKE is relu(sum_k w_k A_k) / cells,
@@ -23,10 +24,10 @@ def linear_cam_model() -> Detector:
     torch.manual_seed(0)
     config = ModelConfig(name="fast", image_size=8, input_size=8, mean=(0, 0, 0), std=(1, 1, 1))
     net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
-    return Detector(config, net).eval()
+    return DetectorNet(config, net).eval()
 
 
-def by_hand(model: Detector, pixels: np.ndarray, sign: float) -> np.ndarray:
+def by_hand(model: DetectorNet, pixels: np.ndarray, sign: float) -> np.ndarray:
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         acts = model.network[0](model.normalize(x))

@@ -82,9 +82,9 @@ def test_onnx_applies_the_stored_temperature(trained, tmp_path):
     shutil.copy(trained[0], model_path)
     images = real_images(trained[1], n=16)
     before = np.array([p.p_fake for p in Detector.load(model_path, device="cpu", precision="fp32").predict(images)])
-    update_model_meta(model_path, {"temperature": 2.5})
+    update_model_meta(model_path, temperature=2.5)
     onnx_det = Detector.load(export_onnx(model_path, tmp_path / "m.onnx"), backend="onnx")
     onnx_p = np.array([p.p_fake for p in onnx_det.predict(images)])
     logit = np.log(before / (1 - before))
     assert np.abs(onnx_p - 1 / (1 + np.exp(-logit / 2.5))).max() <= 1e-3
-    assert onnx_det.meta["temperature"] == 2.5
+    assert onnx_det.meta.temperature == 2.5

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from aivsreal.evaluate.metrics import binary_metrics, first_occurrences, leaked_mask, pixel_hashes
+from aivsreal.data.splits import first_occurrences, leaked_mask, pixel_hashes
+from aivsreal.evaluate.metrics import binary_metrics
 
 
 def test_hand_made_case_with_real_as_positive():

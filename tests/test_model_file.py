@@ -6,7 +6,7 @@ import torch
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
-from aivsreal.models.file import FORMAT_VERSION, load_model, save_model, update_model_meta
+from aivsreal.models.file import FORMAT_VERSION, ModelMeta, load_model, save_model, update_model_meta
 from aivsreal.predict.detector import Detector
 from aivsreal.safe_io import UMASK
 
@@ -15,7 +15,7 @@ from aivsreal.safe_io import UMASK
 def saved(tmp_path):
     model = build_model(default_config("fast")).eval()
     path = tmp_path / "model.pt"
-    save_model(path, model, {"tta": True, "threshold": 0.3})
+    save_model(path, model, ModelMeta(tta=True, threshold=0.3))
     return model, path
 
 
@@ -25,7 +25,8 @@ def test_roundtrip_gives_identical_predictions(saved):
     x = torch.rand(4, 3, 32, 32) * 255
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert meta["tta"] is True and meta["threshold"] == 0.3 and meta["class_names"] == ["REAL", "FAKE"]
+    assert meta.tta is True and meta.threshold == 0.3
+    assert torch.load(path, weights_only=True)["class_names"] == ["REAL", "FAKE"]
 
 
 def test_model_file_is_readable_like_any_new_file(saved):
@@ -33,8 +34,8 @@ def test_model_file_is_readable_like_any_new_file(saved):
     _, path = saved
     assert path.stat().st_mode & 0o777 == 0o666 & ~UMASK
     path.chmod(0o640)
-    update_model_meta(path, {"threshold": 0.4})  # a rewrite keeps the mode the owner chose
-    assert path.stat().st_mode & 0o777 == 0o640 and load_model(path)[1]["threshold"] == 0.4
+    update_model_meta(path, threshold=0.4)  # a rewrite keeps the mode the owner chose
+    assert path.stat().st_mode & 0o777 == 0o640 and load_model(path)[1].threshold == 0.4
 
 
 class Exploit:

@@ -1,4 +1,4 @@
-"""Each perturbation does exactly what its name says; the robustness command writes its table and plot."""
+"""Each perturbation (aivsreal.data.perturb) does what its name says; `robustness` writes its table and plot."""
 
 import io
 import json
@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from aivsreal.cli import main
+from aivsreal.data import perturb
 from aivsreal.evaluate import robustness as rb
 
 # libjpeg's (IJG) standard luminance quantisation table (JPEG spec, Annex K), in natural order.
@@ -32,20 +33,20 @@ def photo(seed=0, n=4, size=32):
 @pytest.mark.parametrize("quality", [95, 75, 50])
 def test_jpeg_is_encoded_at_the_requested_quality(quality):
     images = photo()
-    encoded = Image.open(io.BytesIO(rb.jpeg_bytes(images[0], quality)))
+    encoded = Image.open(io.BytesIO(perturb.jpeg_bytes(images[0], quality)))
     luma = np.array(encoded.quantization[0])
     # Pillow returns the table in zigzag order in some versions, natural in others: compare as sets of
     # (value, count) and check the DC term, which is first in both.
     assert luma[0] == ijg_table(quality)[0]
     assert sorted(luma.tolist()) == sorted(ijg_table(quality).tolist())
-    decoded = np.stack([np.asarray(Image.open(io.BytesIO(rb.jpeg_bytes(im, quality))).convert("RGB"))
+    decoded = np.stack([np.asarray(Image.open(io.BytesIO(perturb.jpeg_bytes(im, quality))).convert("RGB"))
                         for im in images])
-    assert np.array_equal(rb.jpeg(images, quality), decoded)
+    assert np.array_equal(perturb.jpeg(images, quality), decoded)
 
 
 def test_lower_jpeg_quality_loses_more():
     images = photo()
-    errors = [np.abs(rb.jpeg(images, q).astype(int) - images).mean() for q in (95, 75, 50)]
+    errors = [np.abs(perturb.jpeg(images, q).astype(int) - images).mean() for q in (95, 75, 50)]
     assert errors[0] < errors[1] < errors[2]
 
 
@@ -53,7 +54,7 @@ def test_lower_jpeg_quality_loses_more():
 def test_blur_turns_a_point_into_the_gaussian_of_that_sigma(sigma):
     img = np.zeros((1, 33, 33, 3), dtype=np.uint8)
     img[0, 16, 16] = 255
-    out = rb.gaussian_blur(img, sigma)
+    out = perturb.gaussian_blur(img, sigma)
     radius = int(4 * sigma + 0.5)  # the kernel reaches 4 sigma
     x = np.arange(-radius, radius + 1)
     g = np.exp(-(x**2) / (2 * sigma**2))
@@ -63,30 +64,30 @@ def test_blur_turns_a_point_into_the_gaussian_of_that_sigma(sigma):
     for c in range(3):
         assert np.array_equal(out[0, :, :, c], np.rint(expected).astype(np.uint8))
     flat = np.full((2, 8, 8, 3), 77, dtype=np.uint8)
-    assert np.array_equal(rb.gaussian_blur(flat, sigma), flat)
+    assert np.array_equal(perturb.gaussian_blur(flat, sigma), flat)
 
 
 def test_downscale_upscale_removes_detail_finer_than_the_small_size():
     checker = (np.indices((32, 32)).sum(0) % 2 * 200 + 20).astype(np.uint8)
     checker = np.repeat(checker[None, ..., None], 3, axis=3)
-    out = rb.rescale(checker, 0.5)
+    out = perturb.rescale(checker, 0.5)
     assert out.shape == checker.shape and checker.std() > 90 and out.std() < 5
     flat = np.full((1, 32, 32, 3), 140, dtype=np.uint8)
-    assert np.array_equal(rb.rescale(flat, 0.5), flat)
+    assert np.array_equal(perturb.rescale(flat, 0.5), flat)
 
 
 @pytest.mark.parametrize("sigma", [2, 5])
 def test_noise_has_the_requested_sigma_in_pixel_units(sigma):
     grey = np.full((8, 32, 32, 3), 128, dtype=np.uint8)
-    diff = rb.gaussian_noise(grey, sigma).astype(float) - 128
+    diff = perturb.gaussian_noise(grey, sigma).astype(float) - 128
     assert diff.std() == pytest.approx(sigma, rel=0.03) and abs(diff.mean()) < 0.1
-    assert np.array_equal(rb.gaussian_noise(grey, sigma), rb.gaussian_noise(grey, sigma))  # seeded
+    assert np.array_equal(perturb.gaussian_noise(grey, sigma), perturb.gaussian_noise(grey, sigma))  # seeded
 
 
 def test_flip_mirrors_left_and_right():
     images = photo()
-    assert np.array_equal(rb.hflip(images), images[:, :, ::-1]) and np.array_equal(rb.hflip(rb.hflip(images)),
-                                                                                    images)
+    assert np.array_equal(perturb.hflip(images), images[:, :, ::-1])
+    assert np.array_equal(perturb.hflip(perturb.hflip(images)), images)
 
 
 def test_measure_scores_every_perturbation_with_the_threshold():

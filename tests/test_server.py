@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from aivsreal.explain.gradcam import overlay as overlay_image
+from aivsreal.explain.gradcam import Explainer
+from aivsreal.explain.overlays import overlay as overlay_image
 from aivsreal.models import build_model, default_config
-from aivsreal.models.file import save_model
+from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
 from aivsreal.serve.app import create_app
 
@@ -27,9 +28,9 @@ def model_path(tmp_path_factory):
     with torch.no_grad():  # untrained logits vary less than bf16 resolves: spread them out
         model.network[-1].weight.mul_(200)
     path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_model(path, model, {"summary": {"metrics": {"test": {
+    save_model(path, model, ModelMeta(summary={"metrics": {"test": {
         "n": 10, "accuracy": 0.9, "precision": 0.8, "recall": 0.7, "f1": 0.75, "roc_auc": 0.95,
-        "confusion_matrix": [[4, 1], [0, 5]]}}}})
+        "confusion_matrix": [[4, 1], [0, 5]]}}}))
     return path
 
 
@@ -157,6 +158,6 @@ def test_explain_returns_the_grad_cam_overlay(client, model_path):
     # The overlay is the Python API's map for the same verdict.
     det = Detector.load(model_path, device="cpu")
     px = det.to_pixels(png(noise(seed=1)))[None]
-    expected = overlay_image(px[0], det.explain(px, p_fake=np.array([good["p_fake"]]))[0])
+    expected = overlay_image(px[0], Explainer(det).explain(px, p_fake=np.array([good["p_fake"]]))[0])
     assert np.abs(np.asarray(overlay).astype(int) - expected.astype(int)).max() <= 1
     assert "gradcam_png" not in client.post("/api/predict", files=files[:1]).json()["results"][0]

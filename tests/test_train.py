@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aivsreal.data.splits import prepare
+from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.predict.detector import predict_pixels
@@ -14,7 +14,7 @@ QUICK = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=10)
 
 @pytest.fixture
 def run_data(tiny_data, cache_dir):
-    return prepare(tiny_data, 32, cache_dir, val_fraction=0.25, seed=0)
+    return prepare(tiny_data, 32, cache_dir, SplitRecipe(val_fraction=0.25, seed=0))
 
 
 def test_learns_a_separable_dataset(run_data, tmp_path):
@@ -99,7 +99,7 @@ def test_data_prepare_drops_train_duplicates_and_flags_leaks(tiny_data, cache_di
 
     shutil.copy(tiny_data / "train" / "FAKE" / "1.jpg", tiny_data / "train" / "FAKE" / "1 (2).jpg")
     shutil.copy(tiny_data / "train" / "REAL" / "5.jpg", tiny_data / "test" / "REAL" / "leak.jpg")
-    rd = prepare(tiny_data, 32, cache_dir, val_fraction=0.25, seed=0)
+    rd = prepare(tiny_data, 32, cache_dir, SplitRecipe(val_fraction=0.25, seed=0))
     assert len(rd.train) + len(rd.val) == 192  # 193 files, one duplicate dropped
     assert rd.leaked.sum() == 1 and len(rd.test) == 65
     assert any("duplicate" in n for n in rd.notes) and any("identical" in n for n in rd.notes)

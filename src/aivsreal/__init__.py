@@ -1,7 +1,18 @@
-"""aivsreal: tell AI-generated images from real ones."""
+"""aivsreal: tell AI-generated images from real ones.
+
+The public face is `Detector` and `Prediction`, imported on first use: `from aivsreal import
+Detector` loads what inference needs and nothing of training, evaluation or the web service.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
-
-from aivsreal.predict.detector import Detector, Prediction  # noqa: E402
-
 __all__ = ["Detector", "Prediction", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Detector", "Prediction"):
+        from aivsreal.predict import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'aivsreal' has no attribute {name!r}")

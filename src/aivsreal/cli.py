@@ -7,17 +7,12 @@ Every expected failure (bad path, bad layout, bad model file) prints one line an
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import logging
-import os
 import shlex
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
-from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES
 
@@ -45,6 +40,22 @@ def _calibration_args(p: argparse.ArgumentParser) -> None:
                         help="threshold: catch the most fakes while <= F of real images are flagged FAKE")
 
 
+TRAINED_MODEL = "model.pt from `aivsreal train`"
+
+
+def _common(p: argparse.ArgumentParser, model: str | None = TRAINED_MODEL, out: str | None = None,
+            data: bool = False, device: bool = True) -> None:
+    """The options verbs share, declared once so that they mean the same everywhere."""
+    if model:
+        p.add_argument("--model", required=True, help=model)
+    if out:
+        p.add_argument("--out", help=out)
+    if device:
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    if data:
+        _data_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aivsreal", description="Tell AI-generated images from real ones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
@@ -52,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")
     t.add_argument("--model", default="fast", choices=MODEL_NAMES)
-    t.add_argument("--out", help="output folder (default runs/MODEL)")
-    _data_args(t)
+    _common(t, model=None, out="output folder (default runs/MODEL)", data=True)
     g = t.add_argument_group("training (defaults depend on --model)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
@@ -64,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--degrade", type=float, metavar="SHARE",
                    help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     m = t.add_argument_group("model")
     m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
     m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
@@ -75,20 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     _calibration_args(t)
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset and write a report")
-    e.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
-    e.add_argument("--out", help="output folder (default: the model's folder)")
-    e.add_argument("--device", default="auto")
-    _data_args(e)
+    _common(e, out="output folder (default: the model's folder)", data=True)
     _calibration_args(e)
 
     p = sub.add_parser("predict", help="label images as REAL or FAKE")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    _common(p)
     p.add_argument("--csv", help="also write the results to this CSV file")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--threshold", type=float, help="call FAKE when P(fake) >= this (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="onnx: run a file from `aivsreal export` with onnxruntime")
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="torch backend only")
@@ -98,62 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
     g.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    g.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
-    g.add_argument("--out", default="explanations", help="folder for the PNGs and explanations.csv")
+    _common(g, out="folder for the PNGs and explanations.csv (default: explanations)")
     g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
                    help="the class whose evidence is shown (default: each image's verdict)")
     g.add_argument("--layer", help="module name of the feature map to explain (default: the deepest >= 4x4)")
     g.add_argument("--size", type=int, default=224, help="side of each image and overlay in the PNG")
-    g.add_argument("--device", default="auto")
 
     r = sub.add_parser("robustness", help="test accuracy under JPEG, blur, resize, noise and flip")
-    r.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
-    r.add_argument("--out", help="output folder (default: MODEL's folder/robustness)")
-    r.add_argument("--device", default="auto")
-    _data_args(r)
+    _common(r, out="output folder (default: MODEL's folder/robustness)", data=True)
 
     h = sub.add_parser("report", help="one self-contained HTML report: metrics, calibration, robustness, Grad-CAM")
-    h.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
-    h.add_argument("--out", help="output folder (default: MODEL's folder/report)")
+    _common(h, out="output folder (default: MODEL's folder/report)", data=True)
     h.add_argument("--examples", type=int, default=4, help="Grad-CAM examples per group")
-    h.add_argument("--device", default="auto")
-    _data_args(h)
 
     x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
-    x.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    _common(x, out="output file (default: MODEL with .onnx)", device=False)
     x.add_argument("--format", default="onnx", choices=["onnx"])
-    x.add_argument("--out", help="output file (default: MODEL with .onnx)")
 
     s = sub.add_parser("serve", help="web page and REST API around a trained model")
-    s.add_argument("--model", required=True, help="model.pt from `aivsreal train`")
+    _common(s)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--max-upload-mb", type=float, default=10.0, help="per-file upload limit (413 above it)")
-    s.add_argument("--device", default="auto")
 
-    d = sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
-    d.set_defaults(command="download")
+    sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
     return parser
-
-
-def expand_inputs(inputs: list[str]) -> Iterator[str]:
-    """Files as given, folders walked recursively for images, globs expanded; lazily, for big folders."""
-    for item in inputs:
-        if os.path.isdir(item):
-            for dirpath, dirnames, names in os.walk(item):
-                dirnames.sort()
-                for n in sorted(names):
-                    if is_image_name(n):
-                        yield os.path.join(dirpath, n)
-        elif os.path.exists(item):
-            yield item
-        elif glob.has_magic(item):
-            matches = sorted(glob.iglob(item, recursive=True))
-            if not matches:
-                raise AivsrealError(f"no files match {item}")
-            yield from (m for m in matches if os.path.isfile(m))
-        else:
-            raise AivsrealError(f"no such file or folder: {item}")
 
 
 def cmd_train(args) -> int:
@@ -175,7 +149,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from aivsreal.commands.train import evaluate_saved
+    from aivsreal.commands.evaluate import evaluate_saved
 
     summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device,
                              calibration=_calibration_options(args))
@@ -184,27 +158,29 @@ def cmd_evaluate(args) -> int:
 
 
 def _calibration_options(args):
-    from aivsreal.commands.train import CalibrationOptions
+    from aivsreal.evaluate.calibration import CalibrationOptions
 
     return CalibrationOptions(args.calibrate, args.target_precision, args.target_fpr)
 
 
 def cmd_explain(args) -> int:
     from aivsreal.commands.explain import explain_files
+    from aivsreal.commands.predict import expand_inputs
 
-    rows = explain_files(args.model, expand_inputs(args.inputs), Path(args.out), target=args.target,
+    out = args.out or "explanations"
+    rows = explain_files(args.model, expand_inputs(args.inputs), Path(out), target=args.target,
                          layer=args.layer, size=args.size, device=args.device)
     written = [r for r in rows if r["file"]]
     for r in rows:
         print(f"{r['source']}\t{r['label']}\t{r['p_fake']}\t{r['file'] or r['error']}")
     if len(written) < len(rows):
         log.warning("%d of %d input(s) could not be read", len(rows) - len(written), len(rows))
-    print(f"{len(written)} Grad-CAM image(s) in {args.out}/ (list: {args.out}/explanations.csv)")
+    print(f"{len(written)} Grad-CAM image(s) in {out}/ (list: {out}/explanations.csv)")
     return 1 if rows and not written else 0
 
 
 def cmd_robustness(args) -> int:
-    from aivsreal.commands.report import run_robustness
+    from aivsreal.commands.robustness import run_robustness
     from aivsreal.evaluate.robustness import markdown_table
 
     rows = run_robustness(args.model, args.out, _data_options(args), device=args.device)
@@ -222,10 +198,11 @@ def cmd_report(args) -> int:
 
 
 def _data_options(args):
-    from aivsreal.commands.train import DataOptions
+    from aivsreal.data.splits import DataOptions, SplitRecipe
 
-    return DataOptions(path=args.data, val_fraction=args.val_fraction, seed=getattr(args, "seed", 0),
-                       limit=args.limit, cache_dir=args.cache_dir, no_cache=args.no_cache, strict=args.strict)
+    recipe = SplitRecipe(val_fraction=args.val_fraction, seed=getattr(args, "seed", 0), limit=args.limit)
+    return DataOptions(path=args.data, recipe=recipe, cache_dir=args.cache_dir, no_cache=args.no_cache,
+                       strict=args.strict)
 
 
 def _print_summary(summary: dict, out: str) -> None:
@@ -236,46 +213,20 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_predict(args) -> int:
-    from aivsreal.predict.batch import score_paths, score_to_csv
+    from aivsreal.commands.predict import predict_files
     from aivsreal.predict.detector import Detector
 
-    if args.resume and not args.csv:
-        raise AivsrealError("--resume needs --csv: it skips the files already in that CSV")
     det = Detector.load(args.model, device=args.device, backend=args.backend, precision=args.precision)
     if args.threshold is not None:
         det.threshold = args.threshold
-    paths = expand_inputs(args.inputs)
-    if args.csv:
-        preds = score_to_csv(det, paths, Path(args.csv), args.resume, args.batch_size, args.workers)
-    else:
-        preds = score_paths(det, paths, args.batch_size, args.workers)
-    json_out = open(args.json, "w") if args.json else None
-    total = failed = 0
-    if not args.quiet:
-        print("path\tlabel\tp_fake")
-    try:
-        for pred in preds:
-            total += 1
-            failed += pred.error is not None
-            if not args.quiet:
-                print(f"{pred.source}\tERROR\t{pred.error}" if pred.error
-                      else f"{pred.source}\t{pred.label}\t{pred.p_fake:.4f}")
-            if json_out:
-                json_out.write(("[\n" if total == 1 else ",\n") + json.dumps(pred.__dict__))
-    finally:
-        if json_out:
-            json_out.write("\n]\n" if total else "[]\n")
-            json_out.close()
-    if failed:
-        log.warning("%d of %d input(s) could not be read", failed, total)
-    return 1 if failed and failed == total else 0
+    return predict_files(det, args.inputs, args.csv, args.json, args.resume, args.batch_size, args.workers,
+                         args.quiet)
 
 
 def cmd_export(args) -> int:
-    from aivsreal.predict.onnx import export_onnx
+    from aivsreal.commands.export import export_model
 
-    out = args.out or str(Path(args.model).with_suffix(".onnx"))
-    print(export_onnx(args.model, out))
+    print(export_model(args.model, args.format, args.out))
     return 0
 
 

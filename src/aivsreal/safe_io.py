@@ -70,3 +70,16 @@ def safe_load(path: str | Path, what: str = "model file") -> Any:
         raise AivsrealError(f"{path}: not a readable {what} (not a PyTorch file)") from None
     except Exception as e:  # truncated zip, bad header, wrong magic...: untrusted input, one clear line
         raise AivsrealError(f"{path}: not a readable {what} ({type(e).__name__})") from None
+
+
+def writable_dir(path: str | Path) -> Path:
+    """Fail before hours of training, not after; the probe name is unique because torchrun ranks
+    probe the same folder at the same moment."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".aivsreal-write-test-"):
+            pass
+    except OSError as e:
+        raise AivsrealError(f"output folder {path} is not writable ({e.strerror or e})") from None
+    return path

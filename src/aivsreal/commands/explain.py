@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from aivsreal.commands.train import writable_dir
-from aivsreal.explain.gradcam import png_bytes, side_by_side
+from aivsreal.explain.gradcam import Explainer
+from aivsreal.explain.overlays import png_bytes, side_by_side
 from aivsreal.predict.detector import Detector
+from aivsreal.safe_io import writable_dir
 
 BATCH = 64
 
@@ -31,14 +32,15 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
                   layer: str | None = None, size: int = 224, device: str = "auto") -> list[dict[str, Any]]:
     """One row per input: source, label, p_fake, explained class, PNG file name (or the read error)."""
     det = Detector.load(model_path, device=device)
+    explainer = Explainer(det, layer)
     out = writable_dir(out)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
     for batch in det.decoded_batches(paths, BATCH):
         preds = list(det.score_decoded(batch))
         good = [i for i, pred in enumerate(preds) if pred.error is None]
-        cams = iter(det.explain(np.stack([batch[i][1] for i in good]), target=target, layer=layer,
-                                p_fake=np.array([preds[i].p_fake for i in good])) if good else [])
+        cams = iter(explainer.explain(np.stack([batch[i][1] for i in good]), target=target,
+                                      p_fake=np.array([preds[i].p_fake for i in good])) if good else [])
         for pred, (_, pixels, _) in zip(preds, batch, strict=True):
             if pred.error is not None:
                 rows.append({"source": pred.source, "label": "ERROR", "p_fake": "", "explained": "", "file": "",

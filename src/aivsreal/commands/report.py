@@ -1,45 +1,29 @@
-"""What `aivsreal robustness` and `aivsreal report` do: stress a saved model, then put everything
-(metrics, calibration, robustness, Grad-CAM examples) into one HTML file."""
+"""`aivsreal report`: evaluate, stress and explain a saved model, then put it all into one HTML file.
+
+The model and its data are loaded once and the test split is scored once: robustness reuses
+the clean scores and the Grad-CAM examples are picked from them.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from aivsreal.commands.train import DataOptions, evaluate_saved, writable_dir
+from aivsreal.commands.evaluate import evaluate_run, load_saved
+from aivsreal.commands.robustness import measure_robustness
 from aivsreal.data.cache import DecodedSplit
+from aivsreal.data.splits import DataOptions
 from aivsreal.errors import AivsrealError
-from aivsreal.evaluate import robustness
-from aivsreal.explain.gradcam import default_layer, png_bytes, side_by_side
+from aivsreal.explain.gradcam import Explainer
+from aivsreal.explain.overlays import png_bytes, side_by_side
 from aivsreal.predict.detector import Detector
-from aivsreal.report import figures as plots
-from aivsreal.report import html as html_report
+from aivsreal.report import html
 from aivsreal.report.html import CamExample
-from aivsreal.safe_io import atomic_write
+from aivsreal.safe_io import atomic_write, writable_dir
 
 log = logging.getLogger(__name__)
-
-
-def measure_robustness(det: Detector, test: DecodedSplit, out: Path) -> list[robustness.RobustnessRow]:
-    """Score the perturbed test split; write robustness.json, robustness.md and plots/robustness.png."""
-    log.info("robustness: %d test images x %d perturbations", len(test), len(robustness.PERTURBATIONS))
-    rows = robustness.measure(det.predict_proba, test.images, test.labels, det.threshold)
-    (out / "robustness.json").write_text(json.dumps(robustness.rows_to_dicts(rows), indent=2))
-    (out / "robustness.md").write_text(
-        f"# Robustness of `{det.name}` (threshold {det.threshold:.4f})\n\n{robustness.markdown_table(rows)}\n\n"
-        "![accuracy per perturbation strength](plots/robustness.png)\n")
-    plots.robustness_png(rows, out / "plots/robustness.png")
-    return rows
-
-
-def run_robustness(model_path: str | Path, out_dir: str | Path | None, data: DataOptions,
-                   device: str = "auto") -> list[robustness.RobustnessRow]:
-    det = Detector.load(model_path, device=device)
-    out = writable_dir(out_dir or Path(model_path).parent / "robustness")
-    return measure_robustness(det, data.load(det.image_size).test, out)
 
 
 def most_confident(labels: np.ndarray, p_fake: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
@@ -60,12 +44,13 @@ def most_confident(labels: np.ndarray, p_fake: np.ndarray, threshold: float, k: 
     return out
 
 
-def gradcam_examples(det: Detector, test: DecodedSplit, p_fake: np.ndarray, folder: Path,
+def gradcam_examples(explainer: Explainer, test: DecodedSplit, p_fake: np.ndarray, folder: Path,
                      k: int = 4) -> dict[str, list[CamExample]]:
     folder.mkdir(parents=True, exist_ok=True)
+    det = explainer.det
     groups = most_confident(test.labels, p_fake, det.threshold, k)
     chosen = np.concatenate(list(groups.values()))
-    cams = det.explain(test.images[chosen], p_fake=p_fake[chosen]) if len(chosen) else []
+    cams = explainer.explain(test.images[chosen], p_fake=p_fake[chosen]) if len(chosen) else []
     cam_of = dict(zip(chosen.tolist(), cams, strict=True))
     examples: dict[str, list[CamExample]] = {}
     for title, idx in groups.items():
@@ -74,7 +59,7 @@ def gradcam_examples(det: Detector, test: DecodedSplit, p_fake: np.ndarray, fold
             png = folder / f"test_{i:06d}.png"
             png.write_bytes(png_bytes(side_by_side(test.images[i], cam_of[i], size=160)))
             examples[title].append(CamExample(png, test.names[i], "FAKE" if test.labels[i] else "REAL",
-                                              "FAKE" if p_fake[i] >= det.threshold else "REAL", float(p_fake[i])))
+                                              det.label(float(p_fake[i])), float(p_fake[i])))
     return examples
 
 
@@ -84,13 +69,15 @@ def build_report(model_path: str | Path, out_dir: str | Path | None, data: DataO
     if examples < 0:
         raise AivsrealError(f"--examples must be 0 or more (got {examples})")
     out = writable_dir(out_dir or Path(model_path).parent / "report")
-    summary = evaluate_saved(model_path, out, data, device)
-    det = Detector.load(model_path, device=device)
-    test = data.load(det.image_size).test
-    rows = measure_robustness(det, test, out)
+    run = load_saved(model_path, data, device)
+    summary, ev = evaluate_run(run, out)
+    det = Detector.from_network(run.network, run.meta, run.device)
+    test, p_fake = run.data.test, ev.scores["test"].p_fake
+    rows = measure_robustness(det, test, out, clean_p_fake=p_fake)
     log.info("Grad-CAM: %d most confident right and wrong test images per class", examples)
-    cams = gradcam_examples(det, test, det.predict_proba(test.images), out / "gradcam", examples)
-    page = html_report.render(summary, out, rows, cams, default_layer(det.network), command)
+    explainer = Explainer(det)
+    cams = gradcam_examples(explainer, test, p_fake, out / "gradcam", examples)
+    page = html.render(summary, out, rows, cams, explainer.layer, command)
     path = out / "report.html"
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path

@@ -143,13 +143,16 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
-def balanced_limit(split: Split, limit: int | None, seed: int) -> Split:
-    """At most `limit` images, half of each class, for quick runs."""
-    if limit is None or limit >= len(split):
-        return split
+def balanced_indices(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most `limit` items, half of each class, for quick runs."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     per_class = max(1, limit // 2)
-    index = np.concatenate([
-        rng.permutation(np.flatnonzero(split.labels == c))[:per_class] for c in (0, 1)
-    ])
-    return split.subset(np.sort(index))
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in (0, 1)]))
+
+
+def balanced_limit(split: Split, limit: int | None, seed: int) -> Split:
+    if limit is None or limit >= len(split):
+        return split
+    return split.subset(balanced_indices(split.labels, limit, seed))

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
 
+from aivsreal.data.cache import DecodedSplit
 from aivsreal.errors import AivsrealError
+from aivsreal.models import DetectorNet
+from aivsreal.models.file import ModelMeta
+from aivsreal.predict.detector import predict_logits, sigmoid
 
 N_BINS = 15
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
@@ -44,10 +49,6 @@ def expected_calibration_error(labels: np.ndarray, p_fake: np.ndarray, n_bins: i
         return float("nan")
     mean_p, frac_fake, counts = reliability_bins(labels, p_fake, n_bins)
     return float(np.sum(counts * np.abs(mean_p - frac_fake)) / counts.sum())
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -132,3 +133,41 @@ def choose_threshold(labels: np.ndarray, p_fake: np.ndarray, target_precision: f
         raise AivsrealError(f"no threshold reaches {target} on the validation split")
     best = int(np.flatnonzero(ok)[-1])  # the lowest qualifying threshold catches the most fakes
     return operating_point(y, p, float(thresholds[best]), target)
+
+
+@dataclass
+class CalibrationOptions:
+    """`--calibrate`, `--target-precision`, `--target-fpr`: fitted on the validation split."""
+
+    temperature: bool = False
+    target_precision: float | None = None
+    target_fpr: float | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.temperature or self.target_precision is not None or self.target_fpr is not None
+
+
+def calibrate_on_val(model: DetectorNet, val: DecodedSplit, device: torch.device, meta: ModelMeta,
+                     options: CalibrationOptions) -> ModelMeta:
+    """`meta` with the temperature, threshold and operating point that calibration fits.
+
+    Never fitted on test: the test figures would then be tuned to the test split.
+    """
+    logits = predict_logits(model, val.images, device, tta=meta.tta)
+    old_t = meta.temperature
+    if options.temperature:
+        new_t = fit_temperature(logits, val.labels)
+        meta = replace(meta, temperature=new_t, threshold=rescale_threshold(meta.threshold, old_t, new_t))
+        log.info("calibration: temperature %.3f fitted on %d validation images (val ECE %.4f -> %.4f)",
+                 new_t, len(val), expected_calibration_error(val.labels, sigmoid(logits / old_t)),
+                 expected_calibration_error(val.labels, sigmoid(logits / new_t)))
+    if options.target_precision is not None or options.target_fpr is not None:
+        point = choose_threshold(val.labels, sigmoid(logits / meta.temperature), options.target_precision,
+                                 options.target_fpr)
+        meta = replace(meta, threshold=point.threshold, operating_point={
+            "target": point.target, "chosen_on": "val",
+            "val": {k: v for k, v in point.to_dict().items() if k != "target"}})
+        log.info("calibration: threshold %.4f for %s on val (FAKE flagged: precision %.4f, recall %.4f, "
+                 "FPR %.4f)", point.threshold, point.target, point.precision, point.recall, point.fpr)
+    return meta

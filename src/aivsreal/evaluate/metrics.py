@@ -6,7 +6,6 @@ Per-class precision/recall are reported too, so FAKE-positive readers are served
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -53,25 +52,3 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
-
-
-def pixel_hashes(images: np.ndarray) -> list[bytes]:
-    """One digest per image, to find images that are exactly identical after decoding."""
-    return [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
-
-
-def leaked_mask(test_hashes: list[bytes], train_hashes: list[bytes]) -> np.ndarray:
-    """True for each test image identical to some training image (CIFAKE has 378)."""
-    seen = set(train_hashes)
-    return np.array([h in seen for h in test_hashes], dtype=bool)
-
-
-def first_occurrences(hashes: list[bytes]) -> np.ndarray:
-    """Indices that keep the first of each group of identical images (CIFAKE train has 920 pairs)."""
-    seen: set[bytes] = set()
-    keep = []
-    for i, h in enumerate(hashes):
-        if h not in seen:
-            seen.add(h)
-            keep.append(i)
-    return np.array(keep, dtype=np.int64)

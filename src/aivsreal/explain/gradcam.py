@@ -15,22 +15,22 @@ stride); `layer=` picks another by its module name.
 
 from __future__ import annotations
 
-import io
+import copy
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models import Detector as Network
-from aivsreal.train.loop import to_tensor
+from aivsreal.models import DetectorNet, to_tensor, tta_views
+from aivsreal.predict.detector import Detector
 
 MIN_CELLS = 4
 
 
-def default_layer(model: Network) -> str:
+def default_layer(model: DetectorNet) -> str:
     """Name of the last module to finish that outputs a map of >= MIN_CELLS x MIN_CELLS cells."""
     size = model.config.image_size
     finished: list[tuple[str, tuple[int, ...]]] = []
@@ -52,14 +52,14 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _module(model: Network, layer: str) -> nn.Module:
+def _module(model: DetectorNet, layer: str) -> nn.Module:
     modules = dict(model.named_modules())
     if layer not in modules:
         raise AivsrealError(f"no layer {layer!r} in {model.config.name}; the default is {default_layer(model)!r}")
     return modules[layer]
 
 
-def grad_cam(model: Network, pixels: np.ndarray, explain_fake: Sequence[bool] | np.ndarray,
+def grad_cam(model: DetectorNet, pixels: np.ndarray, explain_fake: Sequence[bool] | np.ndarray,
              layer: str | None = None, tta: bool = False) -> np.ndarray:
     """Grad-CAM maps, (N, H, W) float32 in [0, 1] at the images' size, for (N, H, W, 3) uint8 pixels.
 
@@ -71,7 +71,7 @@ def grad_cam(model: Network, pixels: np.ndarray, explain_fake: Sequence[bool] | 
     sign = torch.where(torch.as_tensor(np.asarray(explain_fake, dtype=bool)), 1.0, -1.0)
     x = to_tensor(pixels).float().to(_device(model))
     sign = sign.to(x.device)
-    views = [x, x.flip(3)] if tta else [x]
+    views = tta_views(x, tta)
     total = torch.zeros(x.shape[0], x.shape[2], x.shape[3], device=x.device)
     captured: list[torch.Tensor] = []
     hook = target.register_forward_hook(lambda _m, _i, out: captured.append(out))
@@ -95,28 +95,29 @@ def grad_cam(model: Network, pixels: np.ndarray, explain_fake: Sequence[bool] | 
     return scaled.cpu().numpy().astype(np.float32)
 
 
-def _enlarged(pixels: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST))
+class Explainer:
+    """Grad-CAM for a Detector, on its own fp32 copy of the network, under a lock.
 
+    The hooks Grad-CAM sets must never see another thread's forward pass (the web service
+    scores on a worker thread), and bf16 gradients make visibly noisy maps.
+    """
 
-def overlay(pixels: np.ndarray, cam: np.ndarray, size: int = 224, alpha: float = 0.45) -> np.ndarray:
-    """The image (pixels enlarged as squares, so JPEG blocks stay visible) under a jet heat map."""
-    from matplotlib import colormaps
+    def __init__(self, det: Detector, layer: str | None = None):
+        if det.network is None:
+            raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
+        self.det = det
+        self.network = copy.deepcopy(det.network).float().eval()
+        self.layer = layer or default_layer(self.network)
+        self._lock = threading.Lock()
 
-    base = _enlarged(pixels, size).astype(np.float32)
-    heat = Image.fromarray(np.uint8(np.clip(cam, 0, 1) * 255)).resize((size, size), Image.Resampling.BILINEAR)
-    colour = colormaps["jet"](np.asarray(heat) / 255.0)[..., :3] * 255.0
-    return np.uint8(np.clip((1 - alpha) * base + alpha * colour, 0, 255).round())
-
-
-def side_by_side(pixels: np.ndarray, cam: np.ndarray, size: int = 224) -> np.ndarray:
-    """Image | overlay, with a white gap: what `aivsreal explain` writes per image."""
-    base = _enlarged(pixels, size)
-    gap = np.full((size, 8, 3), 255, dtype=np.uint8)
-    return np.concatenate([base, gap, overlay(pixels, cam, size)], axis=1)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    def explain(self, pixels: np.ndarray, target: str = "predicted", p_fake: np.ndarray | None = None) -> np.ndarray:
+        """Grad-CAM maps (N, H, W) in [0, 1]: evidence for FAKE, for REAL, or for each verdict."""
+        if target == "predicted":
+            p_fake = self.det.predict_proba(pixels) if p_fake is None else p_fake
+            explain_fake = np.asarray(p_fake) >= self.det.threshold
+        elif target in ("FAKE", "REAL"):
+            explain_fake = np.full(len(pixels), target == "FAKE")
+        else:
+            raise AivsrealError(f"unknown Grad-CAM target {target!r} (predicted, FAKE, REAL)")
+        with self._lock:
+            return grad_cam(self.network, pixels, explain_fake, layer=self.layer, tta=self.det.tta)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models import ModelConfig
+from aivsreal.models._registry import register_model
+from aivsreal.models.network import ModelConfig
 from aivsreal.models.weights import load_state_dict_file
 
 TIMM_NAME = "efficientnet_lite0"
@@ -86,6 +87,7 @@ def imagenet_model(weights: str | Path | None = None) -> nn.Module:
     return model
 
 
+@register_model
 def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     drop_rate = config.options.get("drop_rate", 0.2)
     if pretrained or weights:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import ModelConfig
+from aivsreal.models._registry import register_model
+from aivsreal.models.network import ModelConfig
 
 DEFAULT_WIDTHS = (32, 64, 128)
 # Nesterov SGD with a one-cycle LR, label smoothing, flips and a 2-pixel translate, 32 epochs:
@@ -38,6 +39,7 @@ def _conv_bn(cin: int, cout: int, pool: bool) -> list[nn.Module]:
     return layers + [nn.BatchNorm2d(cout), nn.GELU()]
 
 
+@register_model
 def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     if pretrained or weights:
         from aivsreal.errors import AivsrealError

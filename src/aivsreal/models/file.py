@@ -1,63 +1,154 @@
-"""The `model.pt` format: weights plus everything `predict` needs (see safe_io for how it is read)."""
+"""The `model.pt` format: weights plus a typed `ModelMeta` with everything inference needs.
+
+Read with `safe_load` (weights only, never code). Files are forward-tolerant: keys a newer
+minor version adds are ignored, so a model trained with a newer aivsreal still loads; a
+newer `format_version` is refused with the fix (upgrade).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from aivsreal import __version__
+from aivsreal.data.splits import SplitRecipe
 from aivsreal.errors import AivsrealError
-from aivsreal.models import Detector, ModelConfig, build_model
+from aivsreal.models._registry import build_model
+from aivsreal.models.network import DetectorNet, ModelConfig
 from aivsreal.safe_io import atomic_save, safe_load
 
 FORMAT = "aivsreal-model"
 FORMAT_VERSION = 1
+CLASS_NAMES = ("REAL", "FAKE")
 
 
-def save_model(path: str | Path, model: Detector, extra: dict[str, Any] | None = None) -> None:
-    """Write a standalone model file: config, preprocessing, class names, threshold, metrics."""
+def verdict(p_fake: float, threshold: float) -> str:
+    """The one rule that turns P(FAKE) into a label: FAKE at or above the threshold."""
+    return "FAKE" if p_fake >= threshold else "REAL"
+
+
+@dataclass
+class ModelMeta:
+    """How to read a model's output, and where it came from; stored beside the weights."""
+
+    threshold: float = 0.5  # FAKE when P(FAKE) >= threshold
+    temperature: float = 1.0  # P(FAKE) = sigmoid(logit / temperature), fitted by --calibrate
+    tta: bool = True  # average the logit with the mirrored image's
+    operating_point: dict[str, Any] | None = None  # how the threshold was chosen on val, if it was
+    split: SplitRecipe | None = None  # how train/val/test were drawn: evaluate rebuilds the same test
+    data_fingerprint: str | None = None  # digest of the training data's file list, sizes and labels
+    summary: dict[str, Any] = field(default_factory=dict)  # training record and metrics (JSON-like)
+    aivsreal_version: str = __version__
+
+    def label(self, p_fake: float) -> str:
+        return verdict(p_fake, self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["split"] = asdict(self.split) if self.split else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "model file") -> ModelMeta:
+        """Read what a file stores, refusing values that would give wrong verdicts silently."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known and v is not None}
+        for key in ("threshold", "temperature"):
+            if key in values:
+                values[key] = _finite(values[key], f"{where}: {key}")
+        if not 0.0 <= values.get("threshold", 0.5) <= 1.0:
+            raise AivsrealError(f"{where}: threshold {values['threshold']} is outside 0..1")
+        if values.get("temperature", 1.0) <= 0:
+            raise AivsrealError(f"{where}: temperature must be positive (got {values['temperature']})")
+        values["tta"] = bool(values.get("tta", True))
+        split = values.get("split") or _legacy_split(values.get("summary"))
+        values["split"] = SplitRecipe.from_dict(split) if isinstance(split, dict) else None
+        if not isinstance(values.get("summary", {}), dict):
+            raise AivsrealError(f"{where}: summary is not a mapping")
+        return cls(**values)
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AivsrealError(f"{what} is not a number ({value!r})") from None
+    if not math.isfinite(number):
+        raise AivsrealError(f"{what} is not finite ({number})")
+    return number
+
+
+def _legacy_split(summary: Any) -> dict[str, Any] | None:
+    """Files written before `split` existed kept the seed and val fraction in summary['data']."""
+    data = summary.get("data") if isinstance(summary, dict) else None
+    if not isinstance(data, dict) or "seed" not in data:
+        return None
+    return {k: data[k] for k in ("seed", "val_fraction", "limit") if k in data}
+
+
+def save_model(path: str | Path, model: DetectorNet, meta: ModelMeta | None = None) -> None:
+    """Write a standalone model file: config, preprocessing, class names, weights and `meta`."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_save({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "aivsreal_version": __version__,
         "config": model.config.to_dict(),
-        "class_names": ["REAL", "FAKE"],
+        "class_names": list(CLASS_NAMES),
         "output": "logit of P(FAKE)",
         "preprocessing": {
             "decode": "RGB (alpha over white), EXIF-rotated, bicubic resize to image_size",
             "input": "float32 NCHW pixels in [0, 255]; normalisation happens inside the model",
         },
-        "threshold": 0.5,
+        **(meta or ModelMeta()).to_dict(),
         "state_dict": state,
-        **(extra or {}),
     }, path)
 
 
-def load_model(path: str | Path) -> tuple[Detector, dict[str, Any]]:
-    """The model in eval mode, and the file's metadata (threshold, metrics, ...)."""
+def _read(path: str | Path) -> dict[str, Any]:
     obj = safe_load(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise AivsrealError(f"{path}: not an aivsreal model file (a training checkpoint or other file?)")
-    if obj.get("format_version", 0) > FORMAT_VERSION:
+    version = obj.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise AivsrealError(f"{path}: format_version {version!r} is not a whole number; the file is damaged")
+    if version > FORMAT_VERSION:
         raise AivsrealError(
-            f"{path}: model format v{obj['format_version']} is newer than this aivsreal "
+            f"{path}: model format v{version} is newer than this aivsreal "
             f"({__version__}) reads (v{FORMAT_VERSION}); upgrade aivsreal"
         )
-    config = ModelConfig.from_dict(obj["config"])
+    if not isinstance(obj.get("config"), dict) or not isinstance(obj.get("state_dict"), dict):
+        raise AivsrealError(f"{path}: model file has no config or no weights; the file is damaged")
+    return obj
+
+
+def read_config(d: dict[str, Any], where: str) -> ModelConfig:
+    """A ModelConfig from stored values; unknown keys (a newer minor version) are ignored."""
+    known = {f.name for f in fields(ModelConfig)}
+    try:
+        return ModelConfig.from_dict({k: v for k, v in d.items() if k in known})
+    except (KeyError, TypeError, ValueError) as e:
+        raise AivsrealError(f"{where}: unreadable model config ({type(e).__name__}: {e})") from None
+
+
+def load_model(path: str | Path) -> tuple[DetectorNet, ModelMeta]:
+    """The model in eval mode, and its metadata."""
+    obj = _read(path)
+    config = read_config(obj["config"], str(path))
     model = build_model(config)
     try:
         model.load_state_dict(obj["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError) as e:
         raise AivsrealError(f"{path}: weights do not fit model {config.name!r} ({str(e).splitlines()[0]})") \
             from None
     model.eval()
-    meta = {k: v for k, v in obj.items() if k != "state_dict"}
-    return model, meta
+    return model, ModelMeta.from_dict(obj, str(path))
 
 
-def update_model_meta(path: str | Path, updates: dict[str, Any]) -> None:
+def update_model_meta(path: str | Path, **changes: Any) -> ModelMeta:
     """Rewrite a model file's metadata (e.g. a fitted temperature), keeping its weights, atomically."""
-    load_model(path)  # the same checks as any load: refuse what we would refuse to read
-    obj = safe_load(path)
-    atomic_save({**obj, **updates}, path)
+    model, meta = load_model(path)  # the same checks as any load: refuse what we would refuse to read
+    meta = replace(meta, **changes)
+    save_model(path, model, meta)
+    return meta

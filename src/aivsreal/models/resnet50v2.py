@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from aivsreal.models._registry import register_model
+from aivsreal.models.network import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from aivsreal.models.weights import load_state_dict_file
 
 TIMM_NAME = "resnetv2_50"
@@ -48,6 +49,7 @@ class SeedHead(nn.Module):
         return self.layers(x)
 
 
+@register_model
 def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     try:
         backbone = timm.create_model(TIMM_NAME, pretrained=pretrained and not weights,

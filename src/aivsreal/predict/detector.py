@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import io
-import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +14,16 @@ import torch
 from aivsreal.data.images import BadImageError, decode_image, read_image_file
 from aivsreal.device import autocast, resolve_device
 from aivsreal.errors import AivsrealError
-from aivsreal.evaluate.calibration import sigmoid
-from aivsreal.models import Detector as Network
-from aivsreal.models import ModelConfig
-from aivsreal.models.file import load_model
-from aivsreal.train.loop import pixels_to, to_tensor
+from aivsreal.models import DetectorNet, ModelConfig, pixels_to, to_tensor, tta_logit
+from aivsreal.models.file import ModelMeta, load_model, verdict
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
 
 
 @torch.no_grad()
-def predict_logits(model: Network, images: np.ndarray, device: torch.device,
+def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
                    batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
     """logit of P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages with the mirrored image.
 
@@ -36,47 +34,24 @@ def predict_logits(model: Network, images: np.ndarray, device: torch.device,
     for i in range(0, len(x_all), batch_size):
         x = pixels_to(x_all[i : i + batch_size], device)
         with autocast(device, enabled=amp):
-            logits = model(x).float()
-            if tta:
-                logits = (logits + model(x.flip(3)).float()) / 2
-        out.append(logits.cpu())
+            out.append(tta_logit(model, x, tta).cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
 
 
-def predict_pixels(model: Network, images: np.ndarray, device: torch.device, batch_size: int = 256,
+def predict_pixels(model: DetectorNet, images: np.ndarray, device: torch.device, batch_size: int = 256,
                    tta: bool = False, amp: bool = True, temperature: float = 1.0) -> np.ndarray:
     """P(FAKE) = sigmoid(logit / temperature); the temperature comes from `--calibrate`."""
     return sigmoid(predict_logits(model, images, device, batch_size, tta, amp) / temperature)
 
 
 class TorchScorer:
-    def __init__(self, model: Network, device: torch.device, tta: bool, amp: bool, temperature: float = 1.0):
+    def __init__(self, model: DetectorNet, device: torch.device, tta: bool, amp: bool, temperature: float = 1.0):
         self.model, self.device, self.tta, self.amp = model.to(device), device, tta, amp
         self.temperature = temperature
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return predict_pixels(self.model, pixels, self.device, tta=self.tta, amp=self.amp,
                               temperature=self.temperature)
-
-
-class OnnxScorer:
-    """onnxruntime on a file from `aivsreal export` (the graph includes TTA and the sigmoid)."""
-
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise AivsrealError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "aivsreal" not in props:
-            raise AivsrealError(f"{path}: not an ONNX file made by `aivsreal export`")
-        self.meta = json.loads(props["aivsreal"])
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
-        return self.session.run(["p_fake"], {"pixels": x})[0].astype(np.float64)
 
 
 @dataclass
@@ -98,32 +73,37 @@ class Detector:
     >>> [p.label for p in det.predict(["cat.jpg", "render.png"])]
     """
 
-    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: dict[str, Any],
-                 network: Network | None = None):
+    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: ModelMeta,
+                 network: DetectorNet | None = None):
         self.scorer, self.config, self.meta = scorer, config, meta
-        self.threshold = float(meta.get("threshold", 0.5))
-        self.tta = bool(meta.get("tta", False))
+        self.threshold = meta.threshold
+        self.tta = meta.tta
         self.image_size = config.image_size
         self.name = config.name
         self.network = network
-        self._explainer: Network | None = None
-        self._explain_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", backend: str = "torch",
              precision: str = "bf16") -> Detector:
         """`backend="torch"` reads model.pt; `backend="onnx"` reads a file from `aivsreal export`."""
         if backend == "onnx":
+            from aivsreal.predict.onnx import OnnxScorer
+
             scorer = OnnxScorer(Path(path))
-            return cls(scorer, ModelConfig.from_dict(scorer.meta["config"]), scorer.meta)
+            return cls(scorer, scorer.config, scorer.meta)
         if backend != "torch":
             raise AivsrealError(f"unknown backend {backend!r} (torch, onnx)")
+        network, meta = load_model(path)
+        return cls.from_network(network, meta, device, precision)
+
+    @classmethod
+    def from_network(cls, network: DetectorNet, meta: ModelMeta, device: str | torch.device = "auto",
+                     precision: str = "bf16") -> Detector:
         if precision not in ("bf16", "fp32"):
             raise AivsrealError(f"unknown precision {precision!r} (bf16, fp32)")
-        model, meta = load_model(path)
-        scorer = TorchScorer(model, resolve_device(device), bool(meta.get("tta")), amp=precision == "bf16",
-                             temperature=float(meta.get("temperature", 1.0)))
-        return cls(scorer, model.config, meta, model)
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        scorer = TorchScorer(network, dev, meta.tta, amp=precision == "bf16", temperature=meta.temperature)
+        return cls(scorer, network.config, meta, network)
 
     def to_pixels(self, image: ImageInput) -> np.ndarray:
         """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
@@ -142,30 +122,15 @@ class Detector:
         return decode_image(buf.getvalue(), self.image_size)
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        return self.scorer(pixels)
+        """P(FAKE) per image; a non-finite output (damaged weights) is refused, never reported as REAL."""
+        p = self.scorer(pixels)
+        if not np.all(np.isfinite(p)):
+            raise AivsrealError(f"model {self.name!r} produced non-finite P(fake) (NaN or inf): its weights "
+                                "are damaged; retrain or re-download it")
+        return p
 
-    def explain(self, pixels: np.ndarray, target: str = "predicted", layer: str | None = None,
-                p_fake: np.ndarray | None = None) -> np.ndarray:
-        """Grad-CAM maps (N, H, W) in [0, 1]: evidence for FAKE, for REAL, or for each verdict.
-
-        Uses its own fp32 copy of the network under a lock, so the hooks it sets never see
-        another thread's forward pass (the web service scores on a worker thread).
-        """
-        from aivsreal.explain.gradcam import grad_cam
-
-        if self.network is None:
-            raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
-        if target == "predicted":
-            p_fake = self.predict_proba(pixels) if p_fake is None else p_fake
-            explain_fake = np.asarray(p_fake) >= self.threshold
-        elif target in ("FAKE", "REAL"):
-            explain_fake = np.full(len(pixels), target == "FAKE")
-        else:
-            raise AivsrealError(f"unknown Grad-CAM target {target!r} (predicted, FAKE, REAL)")
-        with self._explain_lock:
-            if self._explainer is None:
-                self._explainer = copy.deepcopy(self.network).float().eval()
-            return grad_cam(self._explainer, pixels, explain_fake, layer=layer, tta=self.tta)
+    def label(self, p_fake: float) -> str:
+        return verdict(p_fake, self.threshold)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
         return list(self.iter_predict(images, batch_size))
@@ -200,4 +165,4 @@ class Detector:
                 yield Prediction(source, None, None, error)
             else:
                 p = float(next(probs))
-                yield Prediction(source, "FAKE" if p >= self.threshold else "REAL", p)
+                yield Prediction(source, self.label(p), p)

@@ -1,4 +1,4 @@
-"""`aivsreal export`: a model file to ONNX, with its preprocessing in the file's metadata.
+"""ONNX: `aivsreal export` writes a model file as ONNX, `OnnxScorer` runs one with onnxruntime.
 
 The graph takes float32 pixels in [0, 255], NCHW, at the model's image size, with a dynamic
 batch axis, and returns P(FAKE) per image (test-time flip averaging included when the model
@@ -12,12 +12,13 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models import Detector as Network
-from aivsreal.models.file import load_model
+from aivsreal.models import DetectorNet, tta_logit
+from aivsreal.models.file import CLASS_NAMES, ModelMeta, load_model, read_config
 
 OPSET = 17
 
@@ -25,25 +26,22 @@ OPSET = 17
 class ProbabilityHead(nn.Module):
     """The network plus what inference adds on top: flip averaging, temperature and the sigmoid."""
 
-    def __init__(self, network: Network, tta: bool, temperature: float = 1.0):
+    def __init__(self, network: DetectorNet, tta: bool, temperature: float = 1.0):
         super().__init__()
         self.network, self.tta, self.temperature = network, tta, temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logit = self.network(pixels)
-        if self.tta:
-            logit = (logit + self.network(pixels.flip(3))) / 2
+        logit = tta_logit(self.network, pixels, self.tta)
         return torch.sigmoid(logit / self.temperature)
 
 
-def onnx_metadata(network: Network, meta: dict) -> dict[str, str]:
+def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
     cfg = network.config
     return {
         "aivsreal": json.dumps({
-            "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.get("threshold", 0.5),
-            "tta": bool(meta.get("tta")), "temperature": float(meta.get("temperature", 1.0)),
-            "class_names": meta.get("class_names", ["REAL", "FAKE"]),
-            "aivsreal_version": meta.get("aivsreal_version"),
+            "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.threshold, "tta": meta.tta,
+            "temperature": meta.temperature, "class_names": list(CLASS_NAMES),
+            "aivsreal_version": meta.aivsreal_version,
         }),
         "preprocessing": (f"decode to RGB (EXIF-rotated, alpha over white), bicubic resize to "
                           f"{cfg.image_size}x{cfg.image_size}, float32 NCHW pixels in [0, 255]; "
@@ -56,8 +54,7 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     import onnx
 
     network, meta = load_model(model_path)
-    head = ProbabilityHead(network.float().eval(), bool(meta.get("tta")),
-                           float(meta.get("temperature", 1.0))).eval()
+    head = ProbabilityHead(network.float().eval(), meta.tta, meta.temperature).eval()
     size = network.config.image_size
     example = torch.rand(2, 3, size, size) * 255
     out_path = Path(out_path)
@@ -75,3 +72,28 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(out_path))
     return out_path
+
+
+class OnnxScorer:
+    """onnxruntime on a file from `aivsreal export` (the graph includes TTA and the sigmoid)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise AivsrealError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "aivsreal" not in props:
+            raise AivsrealError(f"{path}: not an ONNX file made by `aivsreal export`")
+        try:
+            stored = json.loads(props["aivsreal"])
+            self.config = read_config(stored["config"], str(path))
+        except (ValueError, KeyError, TypeError) as e:
+            raise AivsrealError(f"{path}: damaged aivsreal metadata in the ONNX file ({type(e).__name__})") from None
+        self.meta = ModelMeta.from_dict(stored, str(path))
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
+        return self.session.run(["p_fake"], {"pixels": x})[0].astype(np.float64)

@@ -24,7 +24,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
 from aivsreal.data.images import BadImageError
-from aivsreal.explain.gradcam import default_layer, overlay, png_bytes
+from aivsreal.explain.gradcam import Explainer
+from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.predict.detector import Detector
 from aivsreal.serve.batcher import BatchingPredictor
 
@@ -33,18 +34,18 @@ MAX_FILES = 64
 
 
 def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
-    summary = det.meta.get("summary", {})
+    summary = det.meta.summary
     metrics = summary.get("metrics", {})
     return {
         "name": det.name,
         "file": model_path.name,
-        "aivsreal_version": det.meta.get("aivsreal_version"),
+        "aivsreal_version": det.meta.aivsreal_version,
         "image_size": det.config.image_size,
         "input_size": det.config.input_size,
         "threshold": det.threshold,
         "tta": det.tta,
-        "temperature": float(det.meta.get("temperature", 1.0)),
-        "operating_point": det.meta.get("operating_point"),
+        "temperature": det.meta.temperature,
+        "operating_point": det.meta.operating_point,
         "positive_class_in_metrics": "REAL",
         "params": summary.get("model", {}).get("params"),
         "metrics": {split: {k: m.get(k) for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc",
@@ -58,7 +59,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
     detector = Detector.load(model_path, device=device)
     predictor = BatchingPredictor(detector)
     info = model_info(detector, model_path)
-    gradcam_layer = default_layer(detector.network)
+    explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
 
     @asynccontextmanager
@@ -99,9 +100,9 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             batch = np.stack(pixels)
             probs = predictor.predict(batch)
             for slot, p in zip(slots, probs, strict=True):
-                entries[slot].update(label="FAKE" if p >= detector.threshold else "REAL", p_fake=float(p))
+                entries[slot].update(label=detector.label(float(p)), p_fake=float(p))
             if explain:
-                for slot, px, cam in zip(slots, batch, detector.explain(batch, p_fake=probs), strict=True):
+                for slot, px, cam in zip(slots, batch, explainer.explain(batch, p_fake=probs), strict=True):
                     entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
         return entries
 
@@ -129,7 +130,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
         body = {"results": entries, "model": detector.name, "version": __version__,
                 "threshold": detector.threshold, "time_ms": round(elapsed_ms, 2)}
         if explain:
-            body["gradcam"] = {"layer": gradcam_layer, "explains": "the predicted class", "colormap": "jet"}
+            body["gradcam"] = {"layer": explainer.layer, "explains": "the predicted class", "colormap": "jet"}
         return JSONResponse(body, status_code=status)
 
     confusion_png = model_path.parent / "plots" / "confusion_test.png"

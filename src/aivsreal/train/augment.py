@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aivsreal.evaluate.robustness import gaussian_blur, jpeg, rescale
+from aivsreal.data.perturb import gaussian_blur, jpeg, rescale
 
 
 def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: torch.Generator) -> torch.Tensor:

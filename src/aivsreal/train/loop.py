@@ -25,7 +25,7 @@ from tqdm import tqdm
 from aivsreal.data.cache import DecodedSplit
 from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
-from aivsreal.models import Detector
+from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.safe_io import atomic_save, safe_load
 from aivsreal.train import distributed
 from aivsreal.train.augment import degrade, flip_and_translate
@@ -72,16 +72,7 @@ class TrainState:
     stopped_early: bool = False
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """NHWC uint8 numpy -> NCHW uint8 tensor that is channels_last in memory (no copy)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2)
-
-
-def pixels_to(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return batch_u8.to(device, non_blocking=True).float().contiguous(memory_format=torch.channels_last)
-
-
-def _optimizer(model: Detector, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -109,7 +100,7 @@ def soft_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_loss(model: Detector, data: DecodedSplit, device: torch.device, batch_size: int = 1024):
+def evaluate_loss(model: DetectorNet, data: DecodedSplit, device: torch.device, batch_size: int = 1024):
     """(mean BCE loss, accuracy) on a split, in eval mode, without augmentation."""
     model.eval()
     x_all, y_all = to_tensor(data.images), torch.from_numpy(data.labels)
@@ -124,7 +115,7 @@ def evaluate_loss(model: Detector, data: DecodedSplit, device: torch.device, bat
 
 
 def train(
-    model: Detector,
+    model: DetectorNet,
     train_data: DecodedSplit,
     val_data: DecodedSplit,
     cfg: TrainConfig,
@@ -236,7 +227,7 @@ def train(
     return state
 
 
-def _copy_weights(model: Detector) -> dict[str, torch.Tensor]:
+def _copy_weights(model: DetectorNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
 
 

@@ -1,0 +1,94 @@
+"""The network every detector is: pixels in [0, 255] -> normalise (and resize) -> backbone -> one logit.
+
+Normalisation and any resizing happen inside the network, so a saved model, its ONNX export
+and the web service all need only the raw pixels. The tensor helpers live here too: every
+stage that feeds a network (training, scoring, Grad-CAM, export) uses the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it: saved inside every model file."""
+
+    name: str = "fast"
+    image_size: int = 32  # images are decoded and resized to this
+    input_size: int = 32  # the network sees this (models pretrained on 224px upsample to it)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    options: dict[str, Any] = field(default_factory=dict)  # model-specific (widths, dropout...)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+class Normalize(nn.Module):
+    """Pixels in [0, 255] to the network's normalised input, resized if the network wants it."""
+
+    def __init__(self, mean, std, input_size: int):
+        super().__init__()
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+        self.register_buffer("shift", torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1))
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.scale - self.shift
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size),
+                                          mode="bilinear", align_corners=False)
+        return x
+
+
+class DetectorNet(nn.Module):
+    """Normalize -> network -> one logit per image."""
+
+    def __init__(self, config: ModelConfig, network: nn.Module):
+        super().__init__()
+        self.config = config
+        self.normalize = Normalize(config.mean, config.std, config.input_size)
+        self.network = network
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.network(self.normalize(pixels)).squeeze(-1)
+
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 numpy -> NCHW uint8 tensor that is channels_last in memory (no copy)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def pixels_to(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batch_u8.to(device, non_blocking=True).float().contiguous(memory_format=torch.channels_last)
+
+
+def tta_views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
+    """The views test-time augmentation averages: the image, and its mirror when `tta` is on.
+
+    The one definition of our TTA: scoring, ONNX export and Grad-CAM (which mirrors the second
+    view's map back) all take their views from here.
+    """
+    return [x, x.flip(3)] if tta else [x]
+
+
+def tta_logit(network: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Mean logit over `tta_views`."""
+    views = tta_views(x, tta)
+    return sum(network(v).float() for v in views) / len(views)

@@ -66,3 +66,50 @@ def test_corrupt_images_are_skipped_with_a_count_or_fail_in_strict_mode(tiny_dat
     assert d.labels.sum() == 95  # the bad FAKE image is gone, labels still line up
     with pytest.raises(AivsrealError, match="2 unreadable"):
         load_split(split, 32, None, strict=True)
+
+
+def _cache_file(cache_dir):
+    files = sorted(cache_dir.glob("*.npz"))
+    assert len(files) == 1
+    return files[0]
+
+
+def test_a_cache_of_another_split_renamed_to_this_key_is_rebuilt(tiny_data, tmp_path):
+    from aivsreal.data.cache import load_split
+    from aivsreal.data.sources import find_splits
+
+    splits = find_splits(tiny_data)
+    a, b = tmp_path / "a", tmp_path / "b"
+    good = load_split(splits["train"], 32, a)
+    load_split(splits["test"], 32, b)
+    _cache_file(b).replace(_cache_file(a))  # the test split's cache under the train split's key
+    again = load_split(splits["train"], 32, a)
+    assert len(again) == len(good) and np.array_equal(again.images, good.images)
+
+
+def test_a_cache_with_flipped_labels_is_rebuilt(tiny_data, tmp_path):
+    from aivsreal.data.cache import load_split
+    from aivsreal.data.sources import find_splits
+
+    split = find_splits(tiny_data)["train"]
+    good = load_split(split, 32, tmp_path)
+    path = _cache_file(tmp_path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["labels"] = 1 - arrays["labels"]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert np.array_equal(load_split(split, 32, tmp_path).labels, good.labels)
+
+
+def test_a_folder_in_place_of_the_cache_file_or_an_unwritable_cache_costs_only_speed(tiny_data, tmp_path):
+    from aivsreal.data.cache import cache_key, load_split
+    from aivsreal.data.sources import find_splits
+
+    split = find_splits(tiny_data)["train"]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / f"{cache_key(split, 32)}.npz").mkdir()
+    assert len(load_split(split, 32, tmp_path / "c")) == len(split)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    assert len(load_split(split, 32, blocker / "cache")) == len(split)

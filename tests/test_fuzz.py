@@ -76,3 +76,79 @@ def test_api_never_answers_500(client, files, names):
     for res in results:
         assert res["status"] in (200, 400, 413)
         assert ("error" in res) == (res["status"] != 200)
+
+
+def _every_pillow_format() -> dict[str, bytes]:
+    """A small image written by each of Pillow's writers: the decoder sees every plugin's bytes."""
+    rng = np.random.default_rng(1)
+    Image.init()
+    out = {}
+    for fmt in sorted(Image.SAVE):
+        for mode in ("RGB", "L", "1"):
+            buf = io.BytesIO()
+            try:
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).convert(mode).save(buf, format=fmt)
+            except Exception:  # noqa: BLE001 - some writers need other modes or sizes
+                continue
+            out[fmt] = buf.getvalue()
+            break
+    return out
+
+
+EVERY_FORMAT = _every_pillow_format()
+
+
+def test_fuzz_corpus_covers_pillow_writers():
+    assert {"EPS", "PNG", "JPEG", "TIFF", "BMP"} <= set(EVERY_FORMAT) and len(EVERY_FORMAT) >= 15
+
+
+@pytest.mark.parametrize("fmt", sorted(EVERY_FORMAT))
+def test_every_pillow_format_is_decoded_or_refused(fmt):
+    from aivsreal.data.images import FORMATS
+
+    data = EVERY_FORMAT[fmt]
+    if fmt in FORMATS or fmt == "MPO":  # MPO is JPEG's multi-picture variant, opened by the JPEG plugin
+        assert decode_image(data, 32).shape == (32, 32, 3)
+    else:
+        with pytest.raises(BadImageError, match="not one of"):
+            decode_image(data, 32)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(EVERY_FORMAT)), st.data())
+def test_mangled_files_of_every_format_never_crash(fmt, data):
+    raw = bytearray(EVERY_FORMAT[fmt])
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    for _ in range(data.draw(st.integers(0, 8))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    check_decode(bytes(raw))
+
+
+def test_eps_renamed_jpg_never_reaches_ghostscript(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    from aivsreal.data.images import read_image_file
+
+    def no_ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript was reached")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(EVERY_FORMAT["EPS"])
+    with pytest.raises(BadImageError, match="not one of"):
+        read_image_file(path, 32)
+
+
+@pytest.mark.parametrize("crafted", [
+    b"DDS |" + bytes(120),  # a DDS header: Pillow raised NotImplementedError
+    b"Image type: RGB image\r\nName: x\r\nImage size (x*y): 1.5*2\r\n\x1a" + bytes(600),  # IM, float size
+    # TIFF whose StripOffsets tag (273) is typed ASCII: Pillow raised TypeError
+    b"II*\x00\x08\x00\x00\x00\x03\x00\x00\x01\x03\x00\x01\x00\x00\x00\x04\x00\x00\x00"
+    b"\x01\x01\x03\x00\x01\x00\x00\x00\x04\x00\x00\x00\x11\x01\x02\x00\x04\x00\x00\x00abc\x00\x00\x00\x00\x00",
+])
+def test_crafted_files_that_crashed_pillow_are_bad_images(crafted):
+    with pytest.raises(BadImageError) as e:
+        decode_image(crafted, 32)
+    assert " at 0x" not in str(e.value) and str(e.value).count("not a readable image") == 1

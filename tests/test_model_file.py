@@ -46,7 +46,7 @@ class Exploit:
 def test_pickled_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"format": "aivsreal-model", "payload": Exploit()}, path)
-    with pytest.raises(AivsrealError, match="refused to load"):
+    with pytest.raises(AivsrealError, match="refused: it contains code"):
         load_model(path)
     assert "this ran code" not in capsys.readouterr().out
     raw = tmp_path / "evil.pkl"

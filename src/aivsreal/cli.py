@@ -19,12 +19,45 @@ from aivsreal.models import MODEL_NAMES
 log = logging.getLogger("aivsreal")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line and exit 2, like every other error the user can fix."""
+
+    def error(self, message: str):
+        self.exit(2, f"aivsreal: error: {message} (see {self.prog} --help)\n")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False):
+    """An argparse type: a number of `kind` within [low, high] (open ends where asked)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") \
+                from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"{value} must be {'>' if low_open else '>='} {low}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"{value} must be {'<' if high_open else '<='} {high}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+SHARE = number(float, 0, 1)
+PROBABILITY_OPEN = number(float, 0, 1, low_open=True, high_open=True)
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", help="folder or zip with train/{REAL,FAKE} and test/{REAL,FAKE} (or REAL/, FAKE/); "
                    "default: $AIVSREAL_DATA, else download CIFAKE from Kaggle")
-    g.add_argument("--limit", type=int, help="use at most N images per split (balanced), for quick runs")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for validation")
+    g.add_argument("--limit", type=number(int, 2), help="use at most N images per split (balanced), for quick runs")
+    g.add_argument("--val-fraction", type=PROBABILITY_OPEN, default=0.1, help="share of train held out for validation")
     g.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/aivsreal)")
     g.add_argument("--no-cache", action="store_true", help="decode every time, write no cache")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
@@ -34,9 +67,9 @@ def _calibration_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("calibration (fitted on the validation split, stored in the model file)")
     g.add_argument("--calibrate", action="store_true", help="fit temperature scaling: honest P(fake) values")
     target = g.add_mutually_exclusive_group()
-    target.add_argument("--target-precision", type=float, metavar="P",
+    target.add_argument("--target-precision", type=number(float, 0, 1, low_open=True), metavar="P",
                         help="threshold: catch the most fakes while >= P of the images flagged FAKE are fake")
-    target.add_argument("--target-fpr", type=float, metavar="F",
+    target.add_argument("--target-fpr", type=number(float, 0, 1, high_open=True), metavar="F",
                         help="threshold: catch the most fakes while <= F of real images are flagged FAKE")
 
 
@@ -57,28 +90,30 @@ def _common(p: argparse.ArgumentParser, model: str | None = TRAINED_MODEL, out: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aivsreal", description="Tell AI-generated images from real ones.")
+    parser = OneLineParser(prog="aivsreal", description="Tell AI-generated images from real ones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")
     t.add_argument("--model", default="fast", choices=MODEL_NAMES)
     _common(t, model=None, out="output folder (default runs/MODEL)", data=True)
     g = t.add_argument_group("training (defaults depend on --model)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--time-budget", type=float, metavar="MIN", help="stop before an epoch would exceed it")
-    g.add_argument("--degrade", type=float, metavar="SHARE",
+    g.add_argument("--epochs", type=POSITIVE_INT)
+    g.add_argument("--batch-size", type=POSITIVE_INT)
+    g.add_argument("--lr", type=number(float, 0, low_open=True))
+    g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
+    g.add_argument("--seed", type=number(int, 0), default=0)
+    g.add_argument("--time-budget", type=number(float, 0, low_open=True), metavar="MIN",
+                   help="stop before an epoch would exceed it")
+    g.add_argument("--degrade", type=SHARE, metavar="SHARE",
                    help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     m = t.add_argument_group("model")
     m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
     m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
-    m.add_argument("--image-size", type=int, help="decode/resize images to this size (default 32)")
-    m.add_argument("--input-size", type=int, help="size the network sees (efficientnet_lite0 upsamples)")
+    m.add_argument("--image-size", type=number(int, 8, 4096), help="decode/resize images to this size (default 32)")
+    m.add_argument("--input-size", type=number(int, 8, 4096),
+                   help="size the network sees (efficientnet_lite0 upsamples)")
     t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
     t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
     _calibration_args(t)
@@ -92,12 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--csv", help="also write the results to this CSV file")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--threshold", type=float, help="call FAKE when P(fake) >= this (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threshold", type=SHARE, help="call FAKE when P(fake) >= this (default: the model's)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=256)
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="onnx: run a file from `aivsreal export` with onnxruntime")
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="torch backend only")
-    p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--workers", type=POSITIVE_INT, help="decoding processes (default: all cores)")
     p.add_argument("--resume", action="store_true", help="skip files already in --csv and append to it")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
 
@@ -107,14 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
                    help="the class whose evidence is shown (default: each image's verdict)")
     g.add_argument("--layer", help="module name of the feature map to explain (default: the deepest >= 4x4)")
-    g.add_argument("--size", type=int, default=224, help="side of each image and overlay in the PNG")
+    g.add_argument("--size", type=number(int, 16, 2048), default=224, help="side of each image and overlay in the PNG")
 
     r = sub.add_parser("robustness", help="test accuracy under JPEG, blur, resize, noise and flip")
     _common(r, out="output folder (default: MODEL's folder/robustness)", data=True)
 
     h = sub.add_parser("report", help="one self-contained HTML report: metrics, calibration, robustness, Grad-CAM")
     _common(h, out="output folder (default: MODEL's folder/report)", data=True)
-    h.add_argument("--examples", type=int, default=4, help="Grad-CAM examples per group")
+    h.add_argument("--examples", type=number(int, 0, 100), default=4, help="Grad-CAM examples per group")
 
     x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
     _common(x, out="output file (default: MODEL with .onnx)", device=False)
@@ -123,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="web page and REST API around a trained model")
     _common(s)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-upload-mb", type=float, default=10.0, help="per-file upload limit (413 above it)")
+    s.add_argument("--port", type=number(int, 0, 65535), default=8000)
+    s.add_argument("--max-upload-mb", type=number(float, 0, 1024, low_open=True), default=10.0,
+                   help="per-file upload limit (413 above it)")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
     return parser

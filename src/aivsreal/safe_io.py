@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -59,13 +60,14 @@ def safe_load(path: str | Path, what: str = "model file") -> Any:
         raise AivsrealError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # The weights-only unpickler names the global it refused; anything else is just garbage.
-        refused = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), None)
-        if refused:
+    except pickle.UnpicklingError:
+        # torch's weights-only unpickler refuses any global it does not know; its wording changes
+        # between versions, so decide by what the file is: a torch archive whose pickle was refused
+        # holds code or Python objects, anything else is not a torch file at all.
+        if zipfile.is_zipfile(path):
             raise AivsrealError(
-                f"{path}: refused to load: it holds Python objects, not just weights "
-                f"(possibly malicious; {refused})"
+                f"{path}: refused: it contains code or Python objects, not just weights (possibly "
+                "malicious); only files written by aivsreal or plain state_dicts load"
             ) from None
         raise AivsrealError(f"{path}: not a readable {what} (not a PyTorch file)") from None
     except Exception as e:  # truncated zip, bad header, wrong magic...: untrusted input, one clear line

@@ -27,7 +27,7 @@ def expand_inputs(inputs: list[str]) -> Iterator[str]:
                 for n in sorted(names):
                     if is_image_name(n):
                         yield os.path.join(dirpath, n)
-        elif os.path.exists(item):
+        elif os.path.lexists(item):  # a dangling link is that file's ERROR row, not an abort
             yield item
         elif glob.has_magic(item):
             matches = sorted(glob.iglob(item, recursive=True))
@@ -38,33 +38,71 @@ def expand_inputs(inputs: list[str]) -> Iterator[str]:
             raise AivsrealError(f"no such file or folder: {item}")
 
 
+def writable_file(path: str, flag: str) -> Path:
+    """Refuse an output file whose folder is missing or read-only before any image is scored."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise AivsrealError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise AivsrealError(f"{flag} {path}: not writable here")
+    if target.is_dir():
+        raise AivsrealError(f"{flag} {path}: is a folder, not a file")
+    return target
+
+
+def printable(text: str) -> str:
+    """A file name on one table cell: tabs and newlines in names would break the rows."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _previous_json(path: Path) -> list:
+    """What an earlier run wrote to --json, kept on --resume (an unreadable file is refused, not lost)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise AivsrealError(f"--json {path}: not a JSON list from an earlier run; move it away or drop "
+                            "--resume") from None
+    if not isinstance(rows, list):
+        raise AivsrealError(f"--json {path}: not a JSON list from an earlier run")
+    return rows
+
+
 def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None, json_path: str | None = None,
                   resume: bool = False, batch_size: int = 256, workers: int | None = None,
                   quiet: bool = False) -> int:
     """Print (unless quiet) and write one row per input; returns the exit code (1 if nothing was readable)."""
     if resume and not csv_path:
         raise AivsrealError("--resume needs --csv: it skips the files already in that CSV")
+    csv_file = writable_file(csv_path, "--csv") if csv_path else None
+    json_file = writable_file(json_path, "--json") if json_path else None
+    earlier = _previous_json(json_file) if json_file and resume else []
     paths = expand_inputs(inputs)
-    if csv_path:
-        preds = score_to_csv(det, paths, Path(csv_path), resume, batch_size, workers)
-    else:
-        preds = score_paths(det, paths, batch_size, workers)
-    json_out = open(json_path, "w") if json_path else None
-    total = failed = 0
+    preds = score_to_csv(det, paths, csv_file, resume, batch_size, workers) if csv_file \
+        else score_paths(det, paths, batch_size, workers)
+    json_out = open(json_file, "w") if json_file else None
+    written = total = failed = 0
     if not quiet:
         print("path\tlabel\tp_fake")
     try:
+        if json_out:
+            for row in earlier:
+                json_out.write(("[\n" if written == 0 else ",\n") + json.dumps(row))
+                written += 1
         for pred in preds:
             total += 1
             failed += pred.error is not None
             if not quiet:
-                print(f"{pred.source}\tERROR\t{pred.error}" if pred.error
-                      else f"{pred.source}\t{pred.label}\t{pred.p_fake:.4f}")
+                print(f"{printable(pred.source)}\tERROR\t{printable(pred.error)}" if pred.error
+                      else f"{printable(pred.source)}\t{pred.label}\t{pred.p_fake:.4f}")
             if json_out:
-                json_out.write(("[\n" if total == 1 else ",\n") + json.dumps(asdict(pred)))
+                json_out.write(("[\n" if written == 0 else ",\n") + json.dumps(asdict(pred)))
+                written += 1
     finally:
         if json_out:
-            json_out.write("\n]\n" if total else "[]\n")
+            json_out.write("\n]\n" if written else "[]\n")
             json_out.close()
     if failed:
         log.warning("%d of %d input(s) could not be read", failed, total)

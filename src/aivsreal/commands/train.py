@@ -8,6 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from aivsreal.commands.evaluate import summary_of, write_evaluation
 from aivsreal.data.splits import DataOptions
 from aivsreal.device import resolve_device
@@ -44,6 +46,7 @@ def train_and_evaluate(
     log.info("data: %d train, %d val, %d test images from %s", len(rd.train), len(rd.val), len(rd.test), rd.path)
     for note in rd.notes:
         log.info("data: %s", note)
+    torch.manual_seed(cfg.seed)  # the initial weights too: the same seed gives the same model on CPU
     model = build_model(config, pretrained=pretrained, weights=weights)
     state = train(model, rd.train, rd.val, cfg, out, dev, resume=resume)
     if not distributed.is_main():  # rank 0 alone writes the model and the report

@@ -27,7 +27,7 @@ from aivsreal.errors import AivsrealError
 from aivsreal.safe_io import atomic_write
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: a content digest binds each file to its split
 CHUNK = 2000
 
 
@@ -70,15 +70,16 @@ def load_split(
     """
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{cache_key(split, size)}.npz"
-        cached = _read_cache(path, size)
+        key = cache_key(split, size)
+        path = Path(cache_dir) / f"{key}.npz"
+        cached = _read_cache(path, size, key)
         if cached is not None:
             _check_skipped(cached.skipped, strict)
             return cached
     decoded = _decode_all(split, size, workers)
     _check_skipped(decoded.skipped, strict)
     if path is not None:
-        _write_cache(path, decoded)
+        _write_cache(path, decoded, key)
     return decoded
 
 
@@ -145,30 +146,51 @@ def _decode_chunk(refs: list[ImageRef], size: int) -> tuple[np.ndarray, np.ndarr
                 )
             arrays.append(decode_image(ref.read_bytes(zf), size))
             good[i] = True
-        except (BadImageError, OSError, zipfile.BadZipFile, KeyError) as e:
-            bad.append(f"{ref.display} ({e})")
+        except BadImageError as e:
+            bad.append(f"{ref.display} ({e})" if ref.display not in str(e) else str(e))
+        except Exception as e:  # noqa: BLE001 - one unreadable member is that member's problem (zip errors...)
+            bad.append(f"{ref.display} (cannot read: {type(e).__name__})")
     arr = np.stack(arrays) if arrays else np.empty((0, size, size, 3), np.uint8)
     return arr, good, bad
 
 
-def _read_cache(path: Path, size: int) -> DecodedSplit | None:
+def content_digest(split_key: str, labels: np.ndarray, names: list[str], images: np.ndarray) -> str:
+    """Binds a cache file to its split: a cache of another split renamed to this key, or one whose
+    labels were flipped, does not match and is rebuilt."""
+    h = hashlib.blake2b(split_key.encode(), digest_size=20)
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update("\n".join(names).encode())
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()
+
+
+def _read_cache(path: Path, size: int, key: str) -> DecodedSplit | None:
     if not path.exists():
         return None
     try:
+        if not path.is_file():
+            raise IsADirectoryError("not a file")
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             images, labels, names = z["images"], z["labels"], z["names"].tolist()
         if meta["format"] != CACHE_FORMAT or images.shape[1:] != (size, size, 3) \
                 or not len(images) == len(labels) == len(names):
             raise ValueError("shape mismatch")
+        if meta.get("digest") != content_digest(key, labels, names, images):
+            raise ValueError("it does not belong to this data")
         return DecodedSplit(images, labels, names, meta["skipped"])
-    except Exception as e:  # any damage at all (truncated, foreign file): rebuild it
-        log.warning("decode cache %s is damaged (%s); rebuilding it", path, type(e).__name__)
-        path.unlink(missing_ok=True)
+    except Exception as e:  # any damage at all (truncated, foreign file, another split's): rebuild it
+        log.warning("decode cache %s is damaged or not this data's (%s: %s); rebuilding it", path, type(e).__name__, e)
+        if path.is_file():
+            path.unlink(missing_ok=True)
         return None
 
 
-def _write_cache(path: Path, d: DecodedSplit) -> None:
-    meta = json.dumps({"format": CACHE_FORMAT, "skipped": d.skipped})
-    atomic_write(path, lambda f: np.savez(f, images=d.images, labels=d.labels, names=np.array(d.names),
-                                          meta=np.array(meta)))
+def _write_cache(path: Path, d: DecodedSplit, key: str) -> None:
+    meta = json.dumps({"format": CACHE_FORMAT, "skipped": d.skipped,
+                       "digest": content_digest(key, d.labels, d.names, d.images)})
+    try:
+        atomic_write(path, lambda f: np.savez(f, images=d.images, labels=d.labels, names=np.array(d.names),
+                                              meta=np.array(meta)))
+    except OSError as e:  # a read-only or full cache folder costs speed, never the run
+        log.warning("decode cache disabled: cannot write %s (%s)", path, e.strerror or e)

@@ -2,11 +2,21 @@
 
 Every entry point (training data, `predict`, the API) goes through `decode_image` so that
 an image is resized exactly the same way at training and at inference time.
+
+Limits, the same everywhere (README, "Limits"):
+- formats: JPEG (and MPO, the multi-picture JPEG phones write), PNG, WebP, BMP, GIF, TIFF, and
+  nothing else, whatever the file is called: Pillow's other plugins (EPS, which runs
+  Ghostscript; DDS, IM, PSD, ...) are never reached;
+- at most MAX_PIXELS pixels, refused from the header before any pixel is decoded;
+- at most MAX_FILE_BYTES bytes per file, refused from its size before it is read;
+- any failure while decoding one file is that file's BadImageError, never a crash of a batch.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -15,10 +25,12 @@ from PIL import Image, ImageOps
 
 from aivsreal.errors import AivsrealError
 
-# Refuse decompression bombs before any pixel is decoded: 64 megapixels is more than any
-# camera photo, and a 30000x30000 PNG (900 MP) is refused from its header alone.
+# 64 megapixels is more than any camera photo; a 30000x30000 PNG (900 MP) is refused from its header.
 MAX_PIXELS = 64_000_000
+MAX_FILE_BYTES = 64 * 2**20  # a 64 MP PNG of noise is ~190 MB raw, but real photos are far smaller
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # Pillow opens MPO through its JPEG plugin
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "RGBa", "La", "I", "F", "I;16")
 
 
 class BadImageError(AivsrealError):
@@ -35,16 +47,22 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     JPEG bytes are decoded as they are, never re-encoded: compression artefacts are part of
     the signal that separates camera images from generated ones. Images already at `size`
     are not resampled at all (CIFAKE's 32x32), others are resized with a bicubic filter.
+    Large images are reduced while decoding (JPEG's DCT scaling, then integer box reduction)
+    so memory follows the output size, not the file's.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise BadImageError(
                         f"image is {im.width}x{im.height}, over the {MAX_PIXELS:,}-pixel limit"
                     )
                 im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when possible
+                im.load()
+                factor = min(im.width, im.height) // (3 * size)  # keep >= 3x the output for the bicubic
+                if factor >= 2 and im.mode in REDUCIBLE_MODES:
+                    im = im.reduce(factor)
                 im = ImageOps.exif_transpose(im)
                 rgb = _to_rgb(im)
                 if rgb.size != (size, size):
@@ -52,9 +70,16 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
                 return np.asarray(rgb, dtype=np.uint8)
     except BadImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise BadImageError(f"not a readable image ({type(e).__name__}: {e})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImageError(f"not a readable image (not one of {', '.join(FORMATS)})") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted bytes is this file's error
+        raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
+
+
+def _short(e: BaseException) -> str:
+    """The message without object reprs: they carry heap addresses and say nothing to a user."""
+    text = str(e).split(" at 0x")[0].split("<")[0].strip()
+    return text[:160] or type(e).__name__
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -72,12 +97,33 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def read_image_file(path: str | Path, size: int) -> np.ndarray:
-    """`decode_image` for a file on disk, with the path in the error message."""
+def check_regular_file(path: str | Path, size: int | None = None) -> int:
+    """The file's size, after refusing what is not a regular file (a FIFO would hang the read)
+    or is over MAX_FILE_BYTES (read nothing of it)."""
     try:
-        data = Path(path).read_bytes()
+        st = os.stat(path)
     except OSError as e:
         raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError(f"{path}: not a regular file (a FIFO, device or folder); skipped")
+    return check_size(st.st_size if size is None else size, path)
+
+
+def check_size(n_bytes: int, where: str | Path) -> int:
+    if n_bytes > MAX_FILE_BYTES:
+        raise BadImageError(f"{where}: {n_bytes:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit per image")
+    return n_bytes
+
+
+def read_image_file(path: str | Path, size: int) -> np.ndarray:
+    """`decode_image` for a file on disk, with the path in the error message."""
+    check_regular_file(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    check_size(len(data), path)  # it may have grown since the stat
     try:
         return decode_image(data, size)
     except BadImageError as e:

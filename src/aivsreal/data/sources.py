@@ -7,16 +7,19 @@ too: without a test split we carve one, with a fixed seed, so test is still neve
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aivsreal.data.images import is_image_name
+from aivsreal.data.images import MAX_FILE_BYTES, check_regular_file, check_size, is_image_name
 from aivsreal.errors import AivsrealError
 
+log = logging.getLogger(__name__)
 CLASS_NAMES = ("REAL", "FAKE")  # label 0 = REAL, label 1 = FAKE; the model outputs logit P(FAKE)
 SPLIT_ALIASES = {"train": "train", "training": "train", "test": "test", "testing": "test"}
 
@@ -32,9 +35,19 @@ class ImageRef:
     in_zip: bool = False
 
     def read_bytes(self, zf: zipfile.ZipFile | None = None) -> bytes:
+        """The bytes, refusing (BadImageError) a member or file over MAX_FILE_BYTES before reading it,
+        and anything on disk that is not a regular file."""
+        check_size(self.size, self.display)
         if zf is not None:
-            return zf.read(self.name)
-        return (Path(self.container) / self.name).read_bytes()
+            with zf.open(self.name) as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        else:
+            path = Path(self.container) / self.name
+            check_regular_file(path)
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        check_size(len(data), self.display)  # the zip directory or the stat may lie
+        return data
 
     @property
     def display(self) -> str:
@@ -104,13 +117,23 @@ def _list_images(root: Path) -> list[ImageRef]:
         if not zipfile.is_zipfile(root):
             raise AivsrealError(f"{root}: not a folder or a zip file")
         return _list_zip(root)
-    files = []
+    files, irregular = [], []
     for dirpath, _, names in os.walk(root):
         for n in names:
             if is_image_name(n):
                 p = Path(dirpath) / n
-                st = p.stat()
+                try:
+                    st = p.stat()
+                except OSError:  # a dangling link
+                    irregular.append(p)
+                    continue
+                if not stat.S_ISREG(st.st_mode):  # a FIFO named x.jpg would hang the reader
+                    irregular.append(p)
+                    continue
                 files.append(ImageRef(str(root), p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    if irregular:
+        log.warning("skipped %d image name(s) that are not regular files (FIFO, device, dangling link), "
+                    "e.g. %s", len(irregular), irregular[0])
     if files:
         return files
     # Nothing extracted: read the zips beside it (Kaggle's archive.zip, or train.zip + test.zip).

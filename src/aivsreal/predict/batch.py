@@ -34,10 +34,46 @@ def _decode(path: str, size: int) -> tuple[str, np.ndarray | None, str | None]:
 
 
 def already_scored(csv_path: Path) -> set[str]:
+    """Resolved paths already in the CSV; a torn last line (power loss, full disk) is cut off first."""
     if not csv_path.exists():
         return set()
+    truncate_torn_line(csv_path)
     with open(csv_path, newline="") as f:
-        return {row["path"] for row in csv.DictReader(f) if row.get("path")}
+        return {resolved(unsafe_cell(row["path"])) for row in csv.DictReader(f) if row.get("path")}
+
+
+def truncate_torn_line(path: Path) -> None:
+    """Cut a file back to its last newline, so appended rows never merge with half a row."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        block = min(size, 1 << 20)
+        f.seek(size - block)
+        tail = f.read(block)
+        cut = tail.rfind(b"\n")
+        f.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+
+def resolved(path: str) -> str:
+    """One spelling per file: ./x.jpg and /abs/x.jpg are the same row when resuming."""
+    return os.path.realpath(path)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection): a leading ' when
+    it starts with = + - @ tab or CR."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def unsafe_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
 def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
@@ -64,7 +100,7 @@ def score_to_csv(det: Detector, paths: Iterable[str], csv_path: Path, resume: bo
                  batch_size: int = 256, workers: int | None = None) -> Iterator[Prediction]:
     """`score_paths`, writing each row to `csv_path` as it comes (appending when resuming)."""
     skip = already_scored(csv_path) if resume else set()
-    todo = (p for p in paths if p not in skip)
+    todo = (p for p in paths if resolved(p) not in skip)
     new_file = not (resume and csv_path.exists())
     with open(csv_path, "w" if new_file else "a", newline="") as f:
         writer = csv.writer(f)
@@ -72,8 +108,8 @@ def score_to_csv(det: Detector, paths: Iterable[str], csv_path: Path, resume: bo
             writer.writerow(CSV_FIELDS)
         bar = tqdm(unit="img", desc="scoring", disable=not sys.stderr.isatty())
         for pred in score_paths(det, todo, batch_size, workers):
-            writer.writerow([pred.source, pred.label or "",
-                             "" if pred.p_fake is None else f"{pred.p_fake:.6f}", pred.error or ""])
+            writer.writerow([safe_cell(pred.source), pred.label or "",
+                             "" if pred.p_fake is None else f"{pred.p_fake:.6f}", safe_cell(pred.error or "")])
             f.flush()
             bar.update()
             yield pred

@@ -94,7 +94,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
                     slots.append(len(entries))
                     entry["status"] = 200
                 except BadImageError as e:
-                    entry.update(status=400, error=f"not a readable image: {e}")
+                    entry.update(status=400, error=str(e))
             entries.append(entry)
         if pixels:
             batch = np.stack(pixels)

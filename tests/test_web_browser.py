@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
-from screenshot import CHROMIUM, capture  # noqa: E402
+from screenshot import CHROMIUM, CHROMIUM_ARGS, capture  # noqa: E402
 
 pytest.importorskip("playwright", reason="the Python package playwright is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -26,13 +26,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+MARKUP = '<img src=x onerror="window.__xss=1">'
+
+
 @pytest.fixture
 def server(tmp_path):
     from aivsreal.models import build_model, default_config
-    from aivsreal.models.file import save_model
+    from aivsreal.models.file import ModelMeta, save_model
 
     model = tmp_path / "model.pt"
-    save_model(model, build_model(default_config("fast")))
+    metrics = {"n": 1, "accuracy": 0.5, "precision": MARKUP, "recall": 0.5, "roc_auc": 0.5}
+    save_model(model, build_model(default_config("fast")),  # a crafted model file: markup in its metrics
+               ModelMeta(summary={"metrics": {MARKUP: metrics}, "model": {"params": MARKUP}}))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "aivsreal", "serve", "--model", str(model),
                              "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
@@ -65,3 +70,23 @@ def test_upload_shows_a_verdict(server, tmp_path):
     assert any("not a readable image" in v for v in verdicts)
     assert len(heat_maps) == 2 and all(h.startswith("Grad-CAM heat map for") for h in heat_maps)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_a_crafted_model_file_runs_no_script_in_the_page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#model-body table", timeout=30_000)
+        page.wait_for_timeout(500)  # an injected <img src=x> would have failed to load by now
+        assert page.evaluate("window.__xss") is None
+        assert MARKUP in page.inner_text("#model-body")  # shown as text, not parsed
+        assert page.locator("#model-body img[src='x']").count() == 0
+        browser.close()
+
+
+def test_api_docs_need_no_external_assets(server):
+    html = urllib.request.urlopen(server + "/docs", timeout=10).read().decode()
+    assert "cdn" not in html.lower() and "https://" not in html and "/openapi.json" in html

@@ -13,80 +13,18 @@ import sys
 import traceback
 from pathlib import Path
 
+from aivsreal.commands.options import (
+    POSITIVE_INT,
+    SHARE,
+    OneLineParser,
+    calibration_args,
+    common_args,
+    number,
+)
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES
 
 log = logging.getLogger("aivsreal")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes are one line and exit 2, like every other error the user can fix."""
-
-    def error(self, message: str):
-        self.exit(2, f"aivsreal: error: {message} (see {self.prog} --help)\n")
-
-
-def number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False):
-    """An argparse type: a number of `kind` within [low, high] (open ends where asked)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") \
-                from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if low is not None and (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"{value} must be {'>' if low_open else '>='} {low}")
-        if high is not None and (value >= high if high_open else value > high):
-            raise argparse.ArgumentTypeError(f"{value} must be {'<' if high_open else '<='} {high}")
-        return value
-
-    return parse
-
-
-POSITIVE_INT = number(int, 1)
-SHARE = number(float, 0, 1)
-PROBABILITY_OPEN = number(float, 0, 1, low_open=True, high_open=True)
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", help="folder or zip with train/{REAL,FAKE} and test/{REAL,FAKE} (or REAL/, FAKE/); "
-                   "default: $AIVSREAL_DATA, else download CIFAKE from Kaggle")
-    g.add_argument("--limit", type=number(int, 2), help="use at most N images per split (balanced), for quick runs")
-    g.add_argument("--val-fraction", type=PROBABILITY_OPEN, default=0.1, help="share of train held out for validation")
-    g.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/aivsreal)")
-    g.add_argument("--no-cache", action="store_true", help="decode every time, write no cache")
-    g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
-
-
-def _calibration_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("calibration (fitted on the validation split, stored in the model file)")
-    g.add_argument("--calibrate", action="store_true", help="fit temperature scaling: honest P(fake) values")
-    target = g.add_mutually_exclusive_group()
-    target.add_argument("--target-precision", type=number(float, 0, 1, low_open=True), metavar="P",
-                        help="threshold: catch the most fakes while >= P of the images flagged FAKE are fake")
-    target.add_argument("--target-fpr", type=number(float, 0, 1, high_open=True), metavar="F",
-                        help="threshold: catch the most fakes while <= F of real images are flagged FAKE")
-
-
-TRAINED_MODEL = "model.pt from `aivsreal train`"
-
-
-def _common(p: argparse.ArgumentParser, model: str | None = TRAINED_MODEL, out: str | None = None,
-            data: bool = False, device: bool = True) -> None:
-    """The options verbs share, declared once so that they mean the same everywhere."""
-    if model:
-        p.add_argument("--model", required=True, help=model)
-    if out:
-        p.add_argument("--out", help=out)
-    if device:
-        p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    if data:
-        _data_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")
     t.add_argument("--model", default="fast", choices=MODEL_NAMES)
-    _common(t, model=None, out="output folder (default runs/MODEL)", data=True)
+    common_args(t, model=None, out="output folder (default runs/MODEL)", data=True)
     g = t.add_argument_group("training (defaults depend on --model)")
     g.add_argument("--epochs", type=POSITIVE_INT)
     g.add_argument("--batch-size", type=POSITIVE_INT)
@@ -116,15 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size the network sees (efficientnet_lite0 upsamples)")
     t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
     t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
-    _calibration_args(t)
+    calibration_args(t)
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset and write a report")
-    _common(e, out="output folder (default: the model's folder)", data=True)
-    _calibration_args(e)
+    common_args(e, out="output folder (default: the model's folder)", data=True)
+    calibration_args(e)
 
     p = sub.add_parser("predict", help="label images as REAL or FAKE")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    _common(p)
+    common_args(p)
     p.add_argument("--csv", help="also write the results to this CSV file")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--threshold", type=SHARE, help="call FAKE when P(fake) >= this (default: the model's)")
@@ -138,29 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
     g.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    _common(g, out="folder for the PNGs and explanations.csv (default: explanations)")
+    common_args(g, out="folder for the PNGs and explanations.csv (default: explanations)")
     g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
                    help="the class whose evidence is shown (default: each image's verdict)")
     g.add_argument("--layer", help="module name of the feature map to explain (default: the deepest >= 4x4)")
     g.add_argument("--size", type=number(int, 16, 2048), default=224, help="side of each image and overlay in the PNG")
 
     r = sub.add_parser("robustness", help="test accuracy under JPEG, blur, resize, noise and flip")
-    _common(r, out="output folder (default: MODEL's folder/robustness)", data=True)
+    common_args(r, out="output folder (default: MODEL's folder/robustness)", data=True)
 
     h = sub.add_parser("report", help="one self-contained HTML report: metrics, calibration, robustness, Grad-CAM")
-    _common(h, out="output folder (default: MODEL's folder/report)", data=True)
+    common_args(h, out="output folder (default: MODEL's folder/report)", data=True)
     h.add_argument("--examples", type=number(int, 0, 100), default=4, help="Grad-CAM examples per group")
 
     x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
-    _common(x, out="output file (default: MODEL with .onnx)", device=False)
+    common_args(x, out="output file (default: MODEL with .onnx)", device=False)
     x.add_argument("--format", default="onnx", choices=["onnx"])
 
     s = sub.add_parser("serve", help="web page and REST API around a trained model")
-    _common(s)
+    common_args(s)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=number(int, 0, 65535), default=8000)
     s.add_argument("--max-upload-mb", type=number(float, 0, 1024, low_open=True), default=10.0,
                    help="per-file upload limit (413 above it)")
+    s.add_argument("--body-timeout", type=number(float, 0, low_open=True), default=30.0, metavar="S",
+                   help="answer 408 to a client that sends nothing for S seconds mid-body")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
     return parser
@@ -269,7 +209,8 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     from aivsreal.serve.app import serve
 
-    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
+          body_timeout_s=args.body_timeout)
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
@@ -28,9 +28,11 @@ from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.predict.detector import Detector
 from aivsreal.serve.batcher import BatchingPredictor
+from aivsreal.serve.limits import BodyLimit
 
 DEFAULT_MAX_MB = 10.0
 MAX_FILES = 64
+BODY_STALL_S = 30.0  # a client silent this long mid-body gets 408
 
 
 def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
     }
 
 
-def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto") -> FastAPI:
+def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
+               body_timeout_s: float = BODY_STALL_S) -> FastAPI:
     model_path = Path(model_path)
     detector = Detector.load(model_path, device=device)
     predictor = BatchingPredictor(detector)
@@ -67,18 +70,11 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
         yield
         predictor.close()
 
-    app = FastAPI(title="aivsreal", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="aivsreal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Is this image AI-generated? Upload images, get P(fake) and a verdict.")
 
     max_request = max_bytes * MAX_FILES + 1024 * 1024  # multipart overhead
-
-    @app.middleware("http")
-    async def refuse_huge_bodies(request: Request, call_next):
-        """Starlette spools the whole multipart body before our endpoint runs: refuse it first."""
-        length = request.headers.get("content-length", "")
-        if request.url.path == "/api/predict" and length.isdigit() and int(length) > max_request:
-            return JSONResponse({"detail": f"request is over {max_request // 2**20} MB"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_request, stall_s=body_timeout_s)
 
     def score(blobs: list[tuple[str | None, bytes]], explain: bool = False) -> list[dict[str, Any]]:
         """One entry per file, in order: a verdict, or a status and an error for that file alone."""
@@ -142,6 +138,12 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
         return Response(confusion_png.read_bytes(), media_type="image/png")
 
     page = resources.files("aivsreal.serve.web").joinpath("index.html").read_text()
+    docs_page = resources.files("aivsreal.serve.web").joinpath("docs.html").read_text()
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        """The API's endpoints from /openapi.json, with no script or style from outside (works offline)."""
+        return docs_page
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -151,7 +153,8 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
-          device: str = "auto") -> None:
+          device: str = "auto", body_timeout_s: float = BODY_STALL_S) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(model_path, max_upload_mb, device), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(model_path, max_upload_mb, device, body_timeout_s), host=host, port=port,
+                log_level="info", timeout_keep_alive=5, limit_concurrency=64)

@@ -35,7 +35,7 @@ class ModelMeta:
 
     threshold: float = 0.5  # FAKE when P(FAKE) >= threshold
     temperature: float = 1.0  # P(FAKE) = sigmoid(logit / temperature), fitted by --calibrate
-    tta: bool = True  # average the logit with the mirrored image's
+    tta: bool = False  # average the logit with the mirrored image's (train turns it on unless --no-tta)
     operating_point: dict[str, Any] | None = None  # how the threshold was chosen on val, if it was
     split: SplitRecipe | None = None  # how train/val/test were drawn: evaluate rebuilds the same test
     data_fingerprint: str | None = None  # digest of the training data's file list, sizes and labels
@@ -46,9 +46,7 @@ class ModelMeta:
         return verdict(p_fake, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["split"] = asdict(self.split) if self.split else None
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "model file") -> ModelMeta:
@@ -62,7 +60,7 @@ class ModelMeta:
             raise AivsrealError(f"{where}: threshold {values['threshold']} is outside 0..1")
         if values.get("temperature", 1.0) <= 0:
             raise AivsrealError(f"{where}: temperature must be positive (got {values['temperature']})")
-        values["tta"] = bool(values.get("tta", True))
+        values["tta"] = bool(values.get("tta", False))
         split = values.get("split") or _legacy_split(values.get("summary"))
         values["split"] = SplitRecipe.from_dict(split) if isinstance(split, dict) else None
         if not isinstance(values.get("summary", {}), dict):

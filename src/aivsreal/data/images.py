@@ -97,33 +97,31 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def check_regular_file(path: str | Path, size: int | None = None) -> int:
-    """The file's size, after refusing what is not a regular file (a FIFO would hang the read)
-    or is over MAX_FILE_BYTES (read nothing of it)."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BadImageError(f"{path}: not a regular file (a FIFO, device or folder); skipped")
-    return check_size(st.st_size if size is None else size, path)
-
-
 def check_size(n_bytes: int, where: str | Path) -> int:
     if n_bytes > MAX_FILE_BYTES:
         raise BadImageError(f"{where}: {n_bytes:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit per image")
     return n_bytes
 
 
-def read_image_file(path: str | Path, size: int) -> np.ndarray:
-    """`decode_image` for a file on disk, with the path in the error message."""
-    check_regular_file(path)
+def read_limited(path: str | Path) -> bytes:
+    """A file's bytes, refusing what is not a regular file (a FIFO would hang the read) and what is
+    over MAX_FILE_BYTES, by its stat before reading and by what was read after (it may have grown)."""
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadImageError(f"{path}: not a regular file (a FIFO, device or folder); skipped")
+        check_size(st.st_size, path)
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    check_size(len(data), path)  # it may have grown since the stat
+    check_size(len(data), path)
+    return data
+
+
+def read_image_file(path: str | Path, size: int) -> np.ndarray:
+    """`decode_image` for a file on disk, with the path in the error message."""
+    data = read_limited(path)
     try:
         return decode_image(data, size)
     except BadImageError as e:

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aivsreal.data.images import MAX_FILE_BYTES, check_regular_file, check_size, is_image_name
+from aivsreal.data.images import MAX_FILE_BYTES, check_size, is_image_name, read_limited
 from aivsreal.errors import AivsrealError
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,12 @@ class ImageRef:
     def read_bytes(self, zf: zipfile.ZipFile | None = None) -> bytes:
         """The bytes, refusing (BadImageError) a member or file over MAX_FILE_BYTES before reading it,
         and anything on disk that is not a regular file."""
+        if zf is None:
+            return read_limited(Path(self.container) / self.name)
         check_size(self.size, self.display)
-        if zf is not None:
-            with zf.open(self.name) as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-        else:
-            path = Path(self.container) / self.name
-            check_regular_file(path)
-            with open(path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-        check_size(len(data), self.display)  # the zip directory or the stat may lie
+        with zf.open(self.name) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        check_size(len(data), self.display)  # the zip directory may lie
         return data
 
     @property

@@ -132,11 +132,10 @@ class DataOptions:
         data = prepare(path, image_size, cache, self.recipe, self.strict)
         if self.score_limit is None:
             return data
-        test = balanced_indices(data.test.labels, self.score_limit, self.recipe.seed)
-        return replace(data, train=take(data.train, balanced_indices(data.train.labels, self.score_limit,
-                                                                     self.recipe.seed)),
-                       val=take(data.val, balanced_indices(data.val.labels, self.score_limit, self.recipe.seed)),
-                       test=take(data.test, test), leaked=data.leaked[test],
+        train, val, test = (balanced_indices(d.labels, self.score_limit, self.recipe.seed)
+                            for d in (data.train, data.val, data.test))
+        return replace(data, train=take(data.train, train), val=take(data.val, val), test=take(data.test, test),
+                       leaked=data.leaked[test],
                        notes=[*data.notes, f"--limit {self.score_limit}: scored on a balanced subset of each split"])
 
 

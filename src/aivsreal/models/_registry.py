@@ -1,7 +1,8 @@
 """The model registry: each family registers itself with `@register_model` (as in timm).
 
 A family module defines `build(config, pretrained, weights)`, `default_config()` and
-`TRAIN_RECIPE`; decorating `build` is all it takes to make `--model NAME` work.
+`TRAIN_RECIPE`, and decorates `build`. Its name goes in FAMILIES too: that list is what
+`--model` offers and what is imported on first use, so one model never imports every backbone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from torch import nn
 from aivsreal.errors import AivsrealError
 from aivsreal.models.network import DetectorNet, ModelConfig
 
-# Family modules, imported on first use so that loading one model does not import every backbone.
 FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0")
 
 

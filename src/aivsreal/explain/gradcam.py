@@ -106,8 +106,8 @@ class Explainer:
         if det.network is None:
             raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
         self.det = det
-        self.network = copy.deepcopy(det.network).float().eval()
-        self.layer = layer or default_layer(self.network)
+        self.layer = layer or default_layer(det.network)
+        self._network: DetectorNet | None = None  # the fp32 copy, made on first use (serve may never explain)
         self._lock = threading.Lock()
 
     def explain(self, pixels: np.ndarray, target: str = "predicted", p_fake: np.ndarray | None = None) -> np.ndarray:
@@ -120,4 +120,6 @@ class Explainer:
         else:
             raise AivsrealError(f"unknown Grad-CAM target {target!r} (predicted, FAKE, REAL)")
         with self._lock:
-            return grad_cam(self.network, pixels, explain_fake, layer=self.layer, tta=self.det.tta)
+            if self._network is None:
+                self._network = copy.deepcopy(self.det.network).float().eval()
+            return grad_cam(self._network, pixels, explain_fake, layer=self.layer, tta=self.det.tta)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +83,29 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
     assert main(["train", "--data", str(data), "--out", str(out), "--cache-dir", str(root / "cache"),
                  "--epochs", "4", "--batch-size", "16", "--lr", "0.05"]) == 0
     return data, out
+
+
+@contextlib.contextmanager
+def serving(model: Path, *extra: str) -> Iterator[str]:
+    """`aivsreal serve` in a subprocess on a free loopback port; yields its URL once /api/health answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "aivsreal", "serve", "--model", str(model), "--host", "127.0.0.1",
+                             "--port", str(port), "--device", "cpu", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(url + "/api/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stdout.read().decode()) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -6,42 +6,23 @@ Bounded: a few sockets, a few megabytes, each with a timeout; loopback only.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
+from conftest import serving
 
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import save_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     model = tmp_path_factory.mktemp("m") / "model.pt"
     save_model(model, build_model(default_config("fast")))
-    port = free_port()
     # per-file cap 0.01 MB: the request cap is 64 files' worth + 1 MB of multipart overhead, ~1.6 MB
-    proc = subprocess.Popen([sys.executable, "-m", "aivsreal", "serve", "--model", str(model), "--port", str(port),
-                             "--device", "cpu", "--max-upload-mb", "0.01", "--body-timeout", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving(model, "--max-upload-mb", "0.01", "--body-timeout", "1") as url:
+        yield int(url.rpartition(":")[2])
 
 
 def status_of(sock: socket.socket) -> int:

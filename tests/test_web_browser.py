@@ -1,10 +1,7 @@
 """The real server on 127.0.0.1, driven by headless Chromium: upload an image, see the verdict."""
 
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,17 +10,12 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+from conftest import serving  # noqa: E402
 from screenshot import CHROMIUM, CHROMIUM_ARGS, capture  # noqa: E402
 
 pytest.importorskip("playwright", reason="the Python package playwright is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"Chromium not found at {CHROMIUM} (.ci/run installs Debian's chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 MARKUP = '<img src=x onerror="window.__xss=1">'
@@ -38,23 +30,8 @@ def server(tmp_path):
     metrics = {"n": 1, "accuracy": 0.5, "precision": MARKUP, "recall": 0.5, "roc_auc": 0.5}
     save_model(model, build_model(default_config("fast")),  # a crafted model file: markup in its metrics
                ModelMeta(summary={"metrics": {MARKUP: metrics}, "model": {"params": MARKUP}}))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aivsreal", "serve", "--model", str(model),
-                             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/api/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode()) from None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving(model) as url:
+        yield url
 
 
 def test_upload_shows_a_verdict(server, tmp_path):

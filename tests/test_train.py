@@ -24,6 +24,10 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     p = predict_pixels(model, run_data.test.images, torch.device("cpu"))
     assert ((p >= 0.5) == run_data.test.labels).mean() >= 0.9
     assert (tmp_path / CHECKPOINT).exists() and (tmp_path / "history.csv").exists()
+    # the LR each epoch's last step used: positive, rising then falling (OneCycle), never the
+    # extrapolated value past the schedule's end (negative on short runs)
+    lrs = [h["lr"] for h in state.history]
+    assert all(0 < lr <= QUICK.lr for lr in lrs) and lrs[-1] < max(lrs)
 
 
 def test_resume_continues_where_it_stopped(run_data, tmp_path):

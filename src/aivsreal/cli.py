@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-file upload limit (413 above it)")
     s.add_argument("--body-timeout", type=number(float, 0, low_open=True), default=30.0, metavar="S",
                    help="answer 408 to a client that sends nothing for S seconds mid-body")
+    s.add_argument("--header-timeout", type=number(float, 0, low_open=True), default=10.0, metavar="S",
+                   help="close a connection whose request headers are not complete S seconds after it opened "
+                        "or after its last response")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
     return parser
@@ -210,7 +213,7 @@ def cmd_serve(args) -> int:
     from aivsreal.serve.app import serve
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
-          body_timeout_s=args.body_timeout)
+          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout)
     return 0
 
 

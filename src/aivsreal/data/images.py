@@ -76,6 +76,19 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width x height from the header alone (0 when unreadable): what decoding these bytes will cost.
+
+    The server budgets decode memory with it before decoding; a file whose header cannot be read
+    fails just as fast in `decode_image`, which gives the reason.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+            return im.width * im.height
+    except Exception:  # noqa: BLE001 - same untrusted bytes as decode_image
+        return 0
+
+
 def _short(e: BaseException) -> str:
     """The message without object reprs: they carry heap addresses and say nothing to a user."""
     text = str(e).split(" at 0x")[0].split("<")[0].strip()

@@ -23,16 +23,21 @@ from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
-from aivsreal.data.images import BadImageError
+from aivsreal.data.images import MAX_PIXELS, BadImageError, declared_pixels
 from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.predict.detector import Detector
 from aivsreal.serve.batcher import BatchingPredictor
-from aivsreal.serve.limits import BodyLimit
+from aivsreal.serve.limits import BodyLimit, PixelBudget, give_freed_images_back, header_deadline
 
 DEFAULT_MAX_MB = 10.0
 MAX_FILES = 64
 BODY_STALL_S = 30.0  # a client silent this long mid-body gets 408
+HEADER_DEADLINE_S = 10.0  # a connection without complete request headers this long is closed
+# Decode memory: all requests together decode at most one maximum-size image's pixels at a time
+# (about 256 MB in Pillow), and one request asks for at most four such images' worth.
+DECODE_PIXELS = MAX_PIXELS
+REQUEST_PIXELS = 4 * MAX_PIXELS
 
 
 def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
@@ -64,6 +69,8 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
     info = model_info(detector, model_path)
     explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
+    decode_budget = PixelBudget(DECODE_PIXELS)
+    give_freed_images_back()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -80,13 +87,20 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
         """One entry per file, in order: a verdict, or a status and an error for that file alone."""
         entries: list[dict[str, Any]] = []
         pixels, slots = [], []
+        request_pixels = 0
         for filename, data in blobs:
             entry: dict[str, Any] = {"filename": filename}
+            size = declared_pixels(data)
+            request_pixels += size
             if len(data) > max_bytes:
                 entry.update(status=413, error=f"file is over the {max_upload_mb:g} MB limit")
+            elif request_pixels > REQUEST_PIXELS:
+                entry.update(status=413, error=f"over the {REQUEST_PIXELS:,}-pixel limit per request: "
+                                              "send this file in another request")
             else:
                 try:
-                    pixels.append(detector.to_pixels(data))
+                    with decode_budget.hold(size):
+                        pixels.append(detector.to_pixels(data))
                     slots.append(len(entries))
                     entry["status"] = 200
                 except BadImageError as e:
@@ -153,8 +167,10 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
-          device: str = "auto", body_timeout_s: float = BODY_STALL_S) -> None:
+          device: str = "auto", body_timeout_s: float = BODY_STALL_S,
+          header_timeout_s: float = HEADER_DEADLINE_S) -> None:
     import uvicorn
 
     uvicorn.run(create_app(model_path, max_upload_mb, device, body_timeout_s), host=host, port=port,
-                log_level="info", timeout_keep_alive=5, limit_concurrency=64)
+                log_level="info", timeout_keep_alive=5, limit_concurrency=64,
+                http=header_deadline(header_timeout_s))

@@ -1,4 +1,4 @@
-"""Request limits enforced on the bytes as they arrive, whatever the headers claim.
+"""Request limits enforced on what arrives, whatever the headers claim: bytes, time, pixels.
 
 A Content-Length check alone lets a chunked body (no Content-Length) stream without bound, and
 Starlette spools a whole multipart body to disk before an endpoint runs. `BodyLimit` counts the
@@ -10,9 +10,16 @@ everything else passes through untouched.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 Message = dict[str, Any]
 
@@ -73,3 +80,78 @@ async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detai
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def give_freed_images_back() -> bool:
+    """Make glibc return a decoded image's memory to the system when it is freed (True if it could).
+
+    glibc raises its mmap threshold after the first large free, so later 16 MB image blocks come
+    from per-thread heaps that are kept, not returned: the server's worker threads each held a few
+    hundred MB after one giant upload, 4 GB in all. A fixed threshold turns off that adjustment.
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_MMAP_THRESHOLD, 4 * 2**20))
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+class PixelBudget:
+    """Decodes in flight hold at most `capacity` pixels between them, whatever the clients send.
+
+    Decode memory follows the pixels of the images being decoded (a 64-megapixel PNG needs about
+    256 MB while Pillow holds it), not the upload's bytes: a 186 KB PNG can declare 8000x7999.
+    Counting requests or threads would either starve small images or let eight giants through at
+    once; a weighted budget lets thousands of CIFAKE-sized images decode side by side while the
+    giants take turns. An image over the capacity (it cannot be, past MAX_PIXELS) takes it all.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity, self.in_use = capacity, 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        want = min(max(pixels, 1), self.capacity)
+        with self._free:
+            self._free.wait_for(lambda: self.in_use + want <= self.capacity)
+            self.in_use += want
+        try:
+            yield
+        finally:
+            with self._free:
+                self.in_use -= want
+                self._free.notify_all()
+
+
+def header_deadline(seconds: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not complete in time.
+
+    uvicorn times out idle keep-alive connections but not a client that opened a connection, or
+    began a request, and then trickles or stops sending its headers (slowloris): each such socket
+    would hold one of the server's connection slots for ever. The deadline runs from the
+    connection's start and from the end of each response until the next request's headers are in.
+    """
+
+    class HeaderDeadline(H11Protocol):
+        responses = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.loop.call_later(seconds, self._headers_late, self.responses)
+
+        def on_response_complete(self) -> None:
+            self.responses += 1
+            super().on_response_complete()
+            self.loop.call_later(seconds, self._headers_late, self.responses)
+
+        def _headers_late(self, responses_then: int) -> None:
+            """Still no complete request line and headers since this deadline was armed: hang up."""
+            if (self.responses == responses_then and self.conn.their_state is h11.IDLE
+                    and not self.transport.is_closing()):
+                self.transport.close()
+
+    return HeaderDeadline

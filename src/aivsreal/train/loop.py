@@ -184,6 +184,7 @@ def train(
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            lr_used = opt.param_groups[0]["lr"]  # after the last step OneCycle's linear phase extrapolates below 0
             sched.step()
             loss_sum += loss.detach() * len(y)
             correct += ((logits.detach() > 0).long() == y).sum()
@@ -203,7 +204,7 @@ def train(
         state.epoch += 1
         state.seconds += seconds
         row = {"epoch": state.epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-               "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"],
+               "val_loss": val_loss, "val_acc": val_acc, "lr": lr_used,
                "seconds": seconds, "train_img_per_s": seen * world / train_seconds}
         state.history.append(row)
         if val_loss < state.best_val_loss:

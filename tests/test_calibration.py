@@ -17,7 +17,7 @@ from aivsreal.evaluate.calibration import (
     rescale_threshold,
     sigmoid,
 )
-from aivsreal.models.file import load_model
+from aivsreal.models.hub import load_model
 from aivsreal.predict.detector import Detector, predict_logits
 
 

@@ -140,7 +140,7 @@ def test_formula_cells_are_neutralised_and_odd_names_keep_the_table(tmp_path, mo
     r = run_cli("predict", folder, "--model", model_path, "--csv", out)
     assert r.returncode == 0
     table = r.stdout.strip().splitlines()
-    assert len(table) == 4 and all(line.count("\t") == 2 for line in table)
+    assert len(table) == 4 and all(line.count("\t") == 3 for line in table)
     assert safe_cell("=SUM(A1)") == "'=SUM(A1)" and safe_cell("@x") == "'@x" and safe_cell("a=b") == "a=b"
     assert len(rows(out)) == 3
 
@@ -187,7 +187,7 @@ def test_damaged_model_metadata_is_one_line(tmp_path, change, message):
 
 
 def test_unknown_extra_config_key_still_loads(tmp_path):
-    from aivsreal.models.file import load_model
+    from aivsreal.models.hub import load_model
 
     path = tmp_path / "m.pt"
     save_model(path, build_model(default_config("fast")))

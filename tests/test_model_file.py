@@ -6,7 +6,8 @@ import torch
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
-from aivsreal.models.file import FORMAT_VERSION, ModelMeta, load_model, save_model, update_model_meta
+from aivsreal.models.file import FORMAT_VERSION, ModelMeta, save_model, update_model_meta
+from aivsreal.models.hub import load_model
 from aivsreal.predict.detector import Detector
 from aivsreal.safe_io import UMASK
 

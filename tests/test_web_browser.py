@@ -67,3 +67,23 @@ def test_a_crafted_model_file_runs_no_script_in_the_page(server):
 def test_api_docs_need_no_external_assets(server):
     html = urllib.request.urlopen(server + "/docs", timeout=10).read().decode()
     assert "cdn" not in html.lower() and "https://" not in html and "/openapi.json" in html
+
+
+def test_an_image_unlike_the_training_data_gets_the_badge(trained_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    data, run = trained_run
+    big = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(big)
+    with serving(run / "model.pt") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#model-body b", timeout=30_000)
+        page.set_input_files("#picker", [str(big)])
+        page.wait_for_selector(".domain.out", timeout=30_000)
+        badge = page.inner_text(".domain.out")
+        assert "Outside what this model was trained on" in badge and "640x480" in badge
+        assert page.locator(".verdict.unreliable").count() == 1
+        assert "Domain: images of 32-32 px" in page.inner_text("#model-body")
+        browser.close()

@@ -6,7 +6,7 @@ Detector` loads what inference needs and nothing of training, evaluation or the 
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Detector", "Prediction", "__version__"]
 
 

@@ -1,4 +1,4 @@
-"""`aivsreal` command line: train, evaluate, predict, explain, robustness, report, export, serve, download.
+"""`aivsreal` command line: train, evaluate, predict, explain, robustness, report, export, serve, models, download.
 
 Every expected failure (bad path, bad layout, bad model file) prints one line and exits 2;
 `--verbose` adds the traceback.
@@ -23,6 +23,7 @@ from aivsreal.commands.options import (
 )
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES
+from aivsreal.models.hub import DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger("aivsreal")
 
@@ -60,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(e, out="output folder (default: the model's folder)", data=True)
     calibration_args(e)
 
-    p = sub.add_parser("predict", help="label images as REAL or FAKE")
+    p = sub.add_parser("predict", help="label images as REAL or FAKE, each with its domain check")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    common_args(p)
+    common_args(p, default_model=DEFAULT_MODEL)
     p.add_argument("--csv", help="also write the results to this CSV file")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--threshold", type=SHARE, help="call FAKE when P(fake) >= this (default: the model's)")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
     g.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    common_args(g, out="folder for the PNGs and explanations.csv (default: explanations)")
+    common_args(g, out="folder for the PNGs and explanations.csv (default: explanations)", default_model=DEFAULT_MODEL)
     g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
                    help="the class whose evidence is shown (default: each image's verdict)")
     g.add_argument("--layer", help="module name of the feature map to explain (default: the deepest >= 4x4)")
@@ -89,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(h, out="output folder (default: MODEL's folder/report)", data=True)
     h.add_argument("--examples", type=number(int, 0, 100), default=4, help="Grad-CAM examples per group")
 
-    x = sub.add_parser("export", help="export a model to ONNX for onnxruntime")
-    common_args(x, out="output file (default: MODEL with .onnx)", device=False)
-    x.add_argument("--format", default="onnx", choices=["onnx"])
+    x = sub.add_parser("export", help="export a model: ONNX for onnxruntime, or a Hugging Face-style folder")
+    common_args(x, out="output file or folder (default: beside MODEL, .onnx or -hf)", device=False)
+    x.add_argument("--format", default="onnx", choices=["onnx", "hf"],
+                   help="hf: model.safetensors + config.json + README.md (the card), for the Hub")
+    x.add_argument("--half", action="store_true", help="hf: store float weights as fp16 (half the size)")
 
-    s = sub.add_parser("serve", help="web page and REST API around a trained model")
-    common_args(s)
+    s = sub.add_parser("serve", help="web page and REST API around a detector")
+    common_args(s, default_model=DEFAULT_MODEL)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=number(int, 0, 65535), default=8000)
     s.add_argument("--max-upload-mb", type=number(float, 0, 1024, low_open=True), default=10.0,
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or after its last response")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
+
+    d = sub.add_parser("models", help="the bundled detectors: training data, metrics, domain, size; NAME: its card")
+    d.add_argument("name", nargs="?", help="a bundled detector, model file or folder: print its model card")
     return parser
 
 
@@ -132,7 +138,7 @@ def cmd_evaluate(args) -> int:
 
     summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device,
                              calibration=_calibration_options(args))
-    _print_summary(summary, args.out or str(Path(args.model).parent))
+    _print_summary(summary, args.out or str(resolve_model(args.model).run_dir))
     return 0
 
 
@@ -164,7 +170,7 @@ def cmd_robustness(args) -> int:
 
     rows = run_robustness(args.model, args.out, _data_options(args), device=args.device)
     print(markdown_table(rows))
-    print(f"written to {args.out or Path(args.model).parent / 'robustness'}/robustness.md")
+    print(f"written to {args.out or resolve_model(args.model).run_dir / 'robustness'}/robustness.md")
     return 0
 
 
@@ -205,7 +211,7 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from aivsreal.commands.export import export_model
 
-    print(export_model(args.model, args.format, args.out))
+    print(export_model(args.model, args.format, args.out, half=args.half))
     return 0
 
 
@@ -214,6 +220,13 @@ def cmd_serve(args) -> int:
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
           body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from aivsreal.commands.models import describe_models, show_card
+
+    print(show_card(args.name) if args.name else describe_models())
     return 0
 
 
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s", stream=sys.stderr)
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
                 "robustness": cmd_robustness, "report": cmd_report, "export": cmd_export, "serve": cmd_serve,
-                "download": cmd_download}
+                "download": cmd_download, "models": cmd_models}
     try:
         return commands[args.command](args)
     except AivsrealError as e:

@@ -19,7 +19,8 @@ from aivsreal.device import resolve_device
 from aivsreal.evaluate.calibration import CalibrationOptions, calibrate_on_val
 from aivsreal.evaluate.scores import Evaluation, score_splits
 from aivsreal.models import DetectorNet
-from aivsreal.models.file import ModelMeta, load_model, save_model, verdict
+from aivsreal.models.file import ModelMeta, save_model, verdict
+from aivsreal.models.hub import load_model, resolve_model
 from aivsreal.report import figures
 from aivsreal.report.markdown import write_report
 from aivsreal.safe_io import writable_dir
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 class SavedRun:
     """A saved model and its own data splits, loaded once for every verb that scores it on data."""
 
-    path: Path
+    path: Path  # where a recalibrated model is written: the file itself, else run_dir/model.pt (never the package)
+    run_dir: Path  # where outputs go by default
     network: DetectorNet
     meta: ModelMeta
     data: RunData
@@ -40,13 +42,15 @@ class SavedRun:
 
 def load_saved(model_path: str | Path, data: DataOptions, device: str = "auto") -> SavedRun:
     """The model, and the splits rebuilt from the recipe stored with it (never seed 0 by default)."""
+    source = resolve_model(model_path)
     network, meta = load_model(model_path)
     dev = resolve_device(device)
     rd = data.for_model(meta.split).load(network.config.image_size)
     if meta.data_fingerprint and meta.data_fingerprint != rd.fingerprint:
         log.warning("data: %s is not the data this model was trained on (fingerprint %s, trained on %s): "
                     "'test' may include images it trained on", rd.path, rd.fingerprint, meta.data_fingerprint)
-    return SavedRun(Path(model_path), network, meta, rd, dev)
+    path = source.path if source.kind == "file" else source.run_dir / "model.pt"
+    return SavedRun(path, source.run_dir, network, meta, rd, dev)
 
 
 def summary_of(run_data: RunData, network: DetectorNet, device: torch.device, stored: dict[str, Any]) -> dict:
@@ -117,13 +121,13 @@ def evaluate_run(run: SavedRun, out: Path, calibration: CalibrationOptions | Non
     ev = score_splits(run.network, {"train": rd.train, "val": rd.val, "test": rd.test}, run.device, run.meta,
                       leaked=rd.leaked)
     summary = summary_of(rd, run.network, run.device, run.meta.summary)
-    return write_evaluation(out, ev, summary, read_history(run.path.parent / "history.csv")), ev
+    return write_evaluation(out, ev, summary, read_history(run.run_dir / "history.csv")), ev
 
 
 def evaluate_saved(model_path: str | Path, out_dir: str | Path | None, data: DataOptions,
                    device: str = "auto", calibration: CalibrationOptions | None = None) -> dict[str, Any]:
-    out = writable_dir(out_dir or Path(model_path).parent)
-    return evaluate_run(load_saved(model_path, data, device), out, calibration)[0]
+    run = load_saved(model_path, data, device)
+    return evaluate_run(run, writable_dir(out_dir or run.run_dir), calibration)[0]
 
 
 def read_history(path: Path) -> list[dict[str, float]] | None:

@@ -60,14 +60,16 @@ def calibration_args(p: argparse.ArgumentParser) -> None:
                         help="threshold: catch the most fakes while <= F of real images are flagged FAKE")
 
 
-TRAINED_MODEL = "model.pt from `aivsreal train`"
+TRAINED_MODEL = ("model.pt from `aivsreal train`, a folder from `aivsreal export --format hf`, a bundled "
+                 "detector (`aivsreal models`) or a Hugging Face repo id")
 
 
 def common_args(p: argparse.ArgumentParser, model: str | None = TRAINED_MODEL, out: str | None = None,
-            data: bool = False, device: bool = True) -> None:
+            data: bool = False, device: bool = True, default_model: str | None = None) -> None:
     """The options verbs share, declared once so that they mean the same everywhere."""
     if model:
-        p.add_argument("--model", required=True, help=model)
+        p.add_argument("--model", required=default_model is None, default=default_model,
+                       help=model + (f" (default: the bundled `{default_model}` detector)" if default_model else ""))
     if out:
         p.add_argument("--out", help=out)
     if device:

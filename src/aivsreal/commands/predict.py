@@ -13,7 +13,7 @@ from pathlib import Path
 from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.batch import score_paths, score_to_csv
-from aivsreal.predict.detector import Detector
+from aivsreal.predict.detector import Detector, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,12 @@ def _previous_json(path: Path) -> list:
     return rows
 
 
+def domain_cell(pred: Prediction) -> str:
+    if pred.in_domain is None:
+        return "unknown (model has no domain check)"
+    return "in" if pred.in_domain else f"OUT: {printable(pred.domain_reason or '')}"
+
+
 def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None, json_path: str | None = None,
                   resume: bool = False, batch_size: int = 256, workers: int | None = None,
                   quiet: bool = False) -> int:
@@ -83,9 +89,9 @@ def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None,
     preds = score_to_csv(det, paths, csv_file, resume, batch_size, workers) if csv_file \
         else score_paths(det, paths, batch_size, workers)
     json_out = open(json_file, "w") if json_file else None
-    written = total = failed = 0
+    written = total = failed = outside = 0
     if not quiet:
-        print("path\tlabel\tp_fake")
+        print("path\tlabel\tp_fake\tdomain")
     try:
         if json_out:
             for row in earlier:
@@ -94,9 +100,10 @@ def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None,
         for pred in preds:
             total += 1
             failed += pred.error is not None
+            outside += pred.in_domain is False
             if not quiet:
                 print(f"{printable(pred.source)}\tERROR\t{printable(pred.error)}" if pred.error
-                      else f"{printable(pred.source)}\t{pred.label}\t{pred.p_fake:.4f}")
+                      else f"{printable(pred.source)}\t{pred.label}\t{pred.p_fake:.4f}\t{domain_cell(pred)}")
             if json_out:
                 json_out.write(("[\n" if written == 0 else ",\n") + json.dumps(asdict(pred)))
                 written += 1
@@ -106,4 +113,8 @@ def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None,
             json_out.close()
     if failed:
         log.warning("%d of %d input(s) could not be read", failed, total)
+    if outside:
+        log.warning("%d of %d verdict(s) are on images unlike this model's training data (domain OUT): "
+                    "treat them as unreliable; `aivsreal models` lists what each detector was trained on",
+                    outside, total)
     return 1 if failed and failed == total else 0

@@ -68,8 +68,8 @@ def build_report(model_path: str | Path, out_dir: str | Path | None, data: DataO
     """Evaluate, stress and explain a saved model; returns the path of the self-contained report.html."""
     if examples < 0:
         raise AivsrealError(f"--examples must be 0 or more (got {examples})")
-    out = writable_dir(out_dir or Path(model_path).parent / "report")
     run = load_saved(model_path, data, device)
+    out = writable_dir(out_dir or run.run_dir / "report")
     summary, ev = evaluate_run(run, out)
     det = Detector.from_network(run.network, run.meta, run.device)
     test, p_fake = run.data.test, ev.scores["test"].p_fake

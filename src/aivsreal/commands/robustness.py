@@ -36,5 +36,5 @@ def measure_robustness(det: Detector, test: DecodedSplit, out: Path,
 def run_robustness(model_path: str | Path, out_dir: str | Path | None, data: DataOptions,
                    device: str = "auto") -> list[robustness.RobustnessRow]:
     run = load_saved(model_path, data, device)
-    out = writable_dir(out_dir or Path(model_path).parent / "robustness")
+    out = writable_dir(out_dir or run.run_dir / "robustness")
     return measure_robustness(Detector.from_network(run.network, run.meta, run.device), run.data.test, out)

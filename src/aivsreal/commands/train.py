@@ -19,6 +19,7 @@ from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
+from aivsreal.train.domain import fit_domain
 from aivsreal.train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def train_and_evaluate(
     meta = ModelMeta(tta=tta, split=rd.recipe, data_fingerprint=rd.fingerprint, summary=summary)
     if calibration and calibration.requested:
         meta = calibrate_on_val(model, rd.val, dev, meta, calibration)
+    meta.domain = fit_domain(model, rd.train, rd.val, rd.train_sizes, dev, cfg.seed)
+    log.info("domain check: fitted on train, threshold flags %.1f%% of val", 100 * meta.domain.val_flagged)
     if run_eval:
         ev = score_splits(model, {"train": rd.train, "val": rd.val, "test": rd.test}, dev, meta, leaked=rd.leaked)
         meta.summary = write_evaluation(out, ev, summary, state.history)

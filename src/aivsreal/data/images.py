@@ -76,17 +76,23 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
 
 
-def declared_pixels(data: bytes) -> int:
-    """Width x height from the header alone (0 when unreadable): what decoding these bytes will cost.
+def stored_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as stored, from the header alone; None when unreadable.
 
-    The server budgets decode memory with it before decoding; a file whose header cannot be read
-    fails just as fast in `decode_image`, which gives the reason.
+    The server budgets decode memory with it before decoding, and the domain check compares it
+    with the training images'. A file whose header cannot be read fails just as fast in
+    `decode_image`, which gives the reason.
     """
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            return im.width * im.height
+            return im.width, im.height
     except Exception:  # noqa: BLE001 - same untrusted bytes as decode_image
-        return 0
+        return None
+
+
+def declared_pixels(data: bytes) -> int:
+    size = stored_size(data)
+    return size[0] * size[1] if size else 0
 
 
 def _short(e: BaseException) -> str:
@@ -134,8 +140,13 @@ def read_limited(path: str | Path) -> bytes:
 
 def read_image_file(path: str | Path, size: int) -> np.ndarray:
     """`decode_image` for a file on disk, with the path in the error message."""
+    return read_sized_image_file(path, size)[0]
+
+
+def read_sized_image_file(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """The decoded pixels and the file's stored (width, height)."""
     data = read_limited(path)
     try:
-        return decode_image(data, size)
+        return decode_image(data, size), stored_size(data)
     except BadImageError as e:
         raise BadImageError(f"{path}: {e}") from None

@@ -16,7 +16,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aivsreal.data.images import MAX_FILE_BYTES, check_size, is_image_name, read_limited
+from aivsreal.data.images import (
+    MAX_FILE_BYTES,
+    BadImageError,
+    check_size,
+    is_image_name,
+    read_limited,
+    stored_size,
+)
 from aivsreal.errors import AivsrealError
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,28 @@ class Split:
 
     def subset(self, index: np.ndarray) -> Split:
         return Split([self.refs[i] for i in index], self.labels[index])
+
+
+def stored_sizes(split: Split, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """(width, height) as stored, from the headers of up to `n` random images of a split: what the
+    domain check learns the training geometry from. Unreadable headers are left out."""
+    picks = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    sizes: list[tuple[int, int]] = []
+    zips: dict[str, zipfile.ZipFile] = {}
+    try:
+        for i in picks:
+            ref = split.refs[i]
+            zf = zips.setdefault(ref.container, zipfile.ZipFile(ref.container)) if ref.in_zip else None
+            try:
+                size = stored_size(ref.read_bytes(zf))
+            except (BadImageError, OSError, zipfile.BadZipFile):
+                size = None
+            if size:
+                sizes.append(size)
+    finally:
+        for zf in zips.values():
+            zf.close()
+    return np.array(sizes, dtype=np.int64).reshape(-1, 2)
 
 
 def find_splits(root: str | Path) -> dict[str, Split]:

@@ -18,7 +18,14 @@ import numpy as np
 
 from aivsreal.data.cache import DecodedSplit, default_cache_dir, load_split
 from aivsreal.data.download import default_data_path
-from aivsreal.data.sources import Split, balanced_indices, balanced_limit, find_splits, stratified_split
+from aivsreal.data.sources import (
+    Split,
+    balanced_indices,
+    balanced_limit,
+    find_splits,
+    stored_sizes,
+    stratified_split,
+)
 
 log = logging.getLogger(__name__)
 HELD_OUT_TEST_FRACTION = 0.2
@@ -50,6 +57,7 @@ class RunData:
     recipe: SplitRecipe
     fingerprint: str  # digest of the file list, sizes and labels the splits were drawn from
     notes: list[str] = field(default_factory=list)
+    train_sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # stored (w, h), sampled
 
     def describe(self) -> dict:
         return {"path": self.path, "train": len(self.train), "val": len(self.val),
@@ -105,7 +113,8 @@ def prepare(path: str | Path, image_size: int, cache_dir: Path | None, recipe: S
         notes.append(f"{int(leaked.sum())} test image(s) are identical to a train image; "
                      "test is also reported without them")
     fit, held = stratified_split(train.labels, recipe.val_fraction, seed)
-    return RunData(str(path), take(train, fit), take(train, held), test, leaked, recipe, digest, notes)
+    return RunData(str(path), take(train, fit), take(train, held), test, leaked, recipe, digest, notes,
+                   stored_sizes(train_refs, seed=seed))
 
 
 @dataclass

@@ -17,7 +17,8 @@ from aivsreal.evaluate.calibration import expected_calibration_error, operating_
 from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import ModelMeta
-from aivsreal.predict.detector import predict_logits, sigmoid
+from aivsreal.models.network import logits_and_features
+from aivsreal.predict.detector import sigmoid
 
 NO_DUPLICATES = "test (no train duplicates)"
 
@@ -28,6 +29,7 @@ class SplitScores:
     p_fake: np.ndarray  # as the model file says to read it (temperature applied)
     names: list[str]
     p_fake_before_temperature: np.ndarray | None = None  # only when a temperature was fitted
+    domain_score: np.ndarray | None = None  # feature distance / threshold (> 1: out of domain), if the model has one
 
 
 @dataclass
@@ -43,14 +45,19 @@ def score_splits(model: DetectorNet, splits: dict[str, DecodedSplit], device: to
     """Metrics for every split (plus test without the images leaked from train, if given)."""
     ev = Evaluation(meta)
     for name, data in splits.items():
-        logits = predict_logits(model, data.images, device, tta=meta.tta)
+        logits, features = logits_and_features(model, data.images, device, tta=meta.tta)
         p_fake = sigmoid(logits / meta.temperature)
         ev.metrics[name] = binary_metrics(data.labels, p_fake, meta.threshold)
+        domain = None
+        if meta.domain is not None and len(features):
+            domain = meta.domain.distance(features) / meta.domain.threshold
+            # the feature half of the check; these images were decoded at the model's size already
+            ev.metrics[name]["domain_flagged"] = float(np.mean(domain > 1.0))
         before = None
         if meta.temperature != 1.0:
             before = sigmoid(logits)
             ev.metrics[name]["ece_before_temperature"] = expected_calibration_error(data.labels, before)
-        ev.scores[name] = SplitScores(data.labels, p_fake, data.names, before)
+        ev.scores[name] = SplitScores(data.labels, p_fake, data.names, before, domain)
     test = ev.scores.get("test")
     if test is not None and leaked is not None and leaked.any():
         ev.metrics[NO_DUPLICATES] = binary_metrics(test.labels[~leaked], test.p_fake[~leaked], meta.threshold)

@@ -16,6 +16,7 @@ from aivsreal import __version__
 from aivsreal.data.splits import SplitRecipe
 from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import build_model
+from aivsreal.models.domain import DomainCheck
 from aivsreal.models.network import DetectorNet, ModelConfig
 from aivsreal.safe_io import atomic_save, safe_load
 
@@ -40,13 +41,16 @@ class ModelMeta:
     split: SplitRecipe | None = None  # how train/val/test were drawn: evaluate rebuilds the same test
     data_fingerprint: str | None = None  # digest of the training data's file list, sizes and labels
     summary: dict[str, Any] = field(default_factory=dict)  # training record and metrics (JSON-like)
+    domain: DomainCheck | None = None  # what the training data looked like (None: files before 0.2)
     aivsreal_version: str = __version__
 
     def label(self, p_fake: float) -> str:
         return verdict(p_fake, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(replace(self, domain=None))
+        d["domain"] = self.domain.to_dict() if self.domain else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "model file") -> ModelMeta:
@@ -65,6 +69,12 @@ class ModelMeta:
         values["split"] = SplitRecipe.from_dict(split) if isinstance(split, dict) else None
         if not isinstance(values.get("summary", {}), dict):
             raise AivsrealError(f"{where}: summary is not a mapping")
+        if "domain" in values:
+            try:
+                values["domain"] = DomainCheck.from_dict(values["domain"])
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise AivsrealError(f"{where}: unreadable domain check ({type(e).__name__}: {e}); "
+                                    "refit it with `aivsreal train` or load an intact copy") from None
         return cls(**values)
 
 
@@ -130,8 +140,8 @@ def read_config(d: dict[str, Any], where: str) -> ModelConfig:
         raise AivsrealError(f"{where}: unreadable model config ({type(e).__name__}: {e})") from None
 
 
-def load_model(path: str | Path) -> tuple[DetectorNet, ModelMeta]:
-    """The model in eval mode, and its metadata."""
+def load_model_file(path: str | Path) -> tuple[DetectorNet, ModelMeta]:
+    """The model in eval mode, and its metadata (`models.hub.load_model` takes any model reference)."""
     obj = _read(path)
     config = read_config(obj["config"], str(path))
     model = build_model(config)
@@ -146,7 +156,7 @@ def load_model(path: str | Path) -> tuple[DetectorNet, ModelMeta]:
 
 def update_model_meta(path: str | Path, **changes: Any) -> ModelMeta:
     """Rewrite a model file's metadata (e.g. a fitted temperature), keeping its weights, atomically."""
-    model, meta = load_model(path)  # the same checks as any load: refuse what we would refuse to read
+    model, meta = load_model_file(path)  # the same checks as any load: refuse what we would refuse to read
     meta = replace(meta, **changes)
     save_model(path, model, meta)
     return meta

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from aivsreal.device import autocast
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -90,5 +92,42 @@ def tta_views(x: torch.Tensor, tta: bool) -> list[torch.Tensor]:
 
 def tta_logit(network: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
     """Mean logit over `tta_views`."""
-    views = tta_views(x, tta)
-    return sum(network(v).float() for v in views) / len(views)
+    return forward_with_features(network, x, tta)[0]
+
+
+def forward_with_features(network: nn.Module, x: torch.Tensor, tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean logit over `tta_views`, and the penultimate features of the image itself (N, d).
+
+    The features are what the last linear layer reads, whatever the family: every detector ends
+    in one, so the domain check needs no per-family code. Capturing them costs nothing extra.
+    """
+    last = [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
+    seen: list[torch.Tensor] = []
+    hook = last.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
+    try:
+        views = tta_views(x, tta)
+        logit = sum(network(v).float() for v in views) / len(views)
+    finally:
+        hook.remove()
+    return logit, seen[0].flatten(1).float()
+
+
+@torch.no_grad()
+def logits_and_features(model: DetectorNet, images: np.ndarray, device: torch.device,
+                        batch_size: int = 256, tta: bool = False, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """logit of P(FAKE) for an (N, H, W, 3) uint8 array (`tta` averages with the mirrored image),
+    and the penultimate features the domain check reads (N, d).
+
+    `amp` runs in bf16 (fp16 on older GPUs): about 2x faster on CPU, P(FAKE) within ~1e-2 of fp32.
+    """
+    model.eval().to(device)
+    x_all, logits, feats = to_tensor(images), [], []
+    for i in range(0, len(x_all), batch_size):
+        x = pixels_to(x_all[i : i + batch_size], device)
+        with autocast(device, enabled=amp):
+            logit, f = forward_with_features(model, x, tta)
+        logits.append(logit.cpu())
+        feats.append(f.cpu())
+    if not logits:
+        return np.empty(0), np.empty((0, 0), np.float32)
+    return torch.cat(logits).numpy().astype(np.float64), torch.cat(feats).numpy()

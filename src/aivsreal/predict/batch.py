@@ -17,20 +17,20 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from aivsreal.data.images import BadImageError, read_image_file
-from aivsreal.predict.detector import Detector, Prediction
+from aivsreal.data.images import BadImageError, read_sized_image_file
+from aivsreal.errors import AivsrealError
+from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 
-CSV_FIELDS = ["path", "label", "p_fake", "error"]
+CSV_FIELDS = ["path", "label", "p_fake", "error", "in_domain", "domain_score", "domain_reason"]
 
 
-def _decode(path: str, size: int) -> tuple[str, np.ndarray | None, str | None]:
+def _decode(path: str, size: int) -> DecodedInput:
     try:
-        return path, read_image_file(path, size), None
+        return DecodedInput(path, *read_sized_image_file(path, size))
     except BadImageError as e:
-        return path, None, str(e)
+        return DecodedInput(path, None, None, str(e))
 
 
 def already_scored(csv_path: Path) -> set[str]:
@@ -39,7 +39,18 @@ def already_scored(csv_path: Path) -> set[str]:
         return set()
     truncate_torn_line(csv_path)
     with open(csv_path, newline="") as f:
-        return {resolved(unsafe_cell(row["path"])) for row in csv.DictReader(f) if row.get("path")}
+        reader = csv.DictReader(f)
+        if reader.fieldnames and reader.fieldnames != CSV_FIELDS:
+            raise AivsrealError(f"{csv_path} has the columns {','.join(reader.fieldnames)}, not this version's "
+                                f"{','.join(CSV_FIELDS)}: resume into the CSV of a run of this version, or "
+                                "start a new one")
+        return {resolved(unsafe_cell(row["path"])) for row in reader if row.get("path")}
+
+
+def csv_row(pred: Prediction) -> list[str]:
+    return [safe_cell(pred.source), pred.label or "", "" if pred.p_fake is None else f"{pred.p_fake:.6f}",
+            safe_cell(pred.error or ""), "" if pred.in_domain is None else str(pred.in_domain).lower(),
+            "" if pred.domain_score is None else f"{pred.domain_score:.4f}", safe_cell(pred.domain_reason or "")]
 
 
 def truncate_torn_line(path: Path) -> None:
@@ -108,8 +119,7 @@ def score_to_csv(det: Detector, paths: Iterable[str], csv_path: Path, resume: bo
             writer.writerow(CSV_FIELDS)
         bar = tqdm(unit="img", desc="scoring", disable=not sys.stderr.isatty())
         for pred in score_paths(det, todo, batch_size, workers):
-            writer.writerow([safe_cell(pred.source), pred.label or "",
-                             "" if pred.p_fake is None else f"{pred.p_fake:.6f}", safe_cell(pred.error or "")])
+            writer.writerow(csv_row(pred))
             f.flush()
             bar.update()
             yield pred

@@ -11,31 +11,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.data.images import BadImageError, decode_image, read_image_file
-from aivsreal.device import autocast, resolve_device
+from aivsreal.data.images import BadImageError, decode_image, read_sized_image_file, stored_size
+from aivsreal.device import resolve_device
 from aivsreal.errors import AivsrealError
-from aivsreal.models import DetectorNet, ModelConfig, pixels_to, to_tensor, tta_logit
-from aivsreal.models.file import ModelMeta, load_model, verdict
+from aivsreal.models import DetectorNet, ModelConfig
+from aivsreal.models.card import model_card
+from aivsreal.models.domain import DomainVerdict
+from aivsreal.models.file import ModelMeta, verdict
+from aivsreal.models.hub import load_model, save_pretrained
+from aivsreal.models.network import logits_and_features
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
 
 
-@torch.no_grad()
 def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
                    batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
-    """logit of P(FAKE) for an (N, H, W, 3) uint8 array; `tta` averages with the mirrored image.
-
-    `amp` runs in bf16 (fp16 on older GPUs): about 2x faster on CPU, P(FAKE) within ~1e-2 of fp32.
-    """
-    model.eval().to(device)
-    x_all, out = to_tensor(images), []
-    for i in range(0, len(x_all), batch_size):
-        x = pixels_to(x_all[i : i + batch_size], device)
-        with autocast(device, enabled=amp):
-            out.append(tta_logit(model, x, tta).cpu())
-    return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+    return logits_and_features(model, images, device, batch_size, tta, amp)[0]
 
 
 def predict_pixels(model: DetectorNet, images: np.ndarray, device: torch.device, batch_size: int = 256,
@@ -44,14 +37,17 @@ def predict_pixels(model: DetectorNet, images: np.ndarray, device: torch.device,
     return sigmoid(predict_logits(model, images, device, batch_size, tta, amp) / temperature)
 
 
+Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]  # pixels -> P(FAKE), features
+
+
 class TorchScorer:
     def __init__(self, model: DetectorNet, device: torch.device, tta: bool, amp: bool, temperature: float = 1.0):
         self.model, self.device, self.tta, self.amp = model.to(device), device, tta, amp
         self.temperature = temperature
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return predict_pixels(self.model, pixels, self.device, tta=self.tta, amp=self.amp,
-                              temperature=self.temperature)
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, features = logits_and_features(self.model, pixels, self.device, tta=self.tta, amp=self.amp)
+        return sigmoid(logits / self.temperature), features
 
 
 @dataclass
@@ -60,10 +56,25 @@ class Prediction:
     label: str | None  # "REAL", "FAKE", or None when the image could not be read
     p_fake: float | None
     error: str | None = None
+    in_domain: bool | None = None  # None: unreadable, or a model without a domain check (before 0.2)
+    domain_score: float | None = None  # > 1: unlike the training images (see models/domain.py)
+    domain_reason: str | None = None  # one line when out of domain
+
+    @property
+    def reliable(self) -> bool:
+        """A verdict on an image like the training data (unknown counts as reliable: older models)."""
+        return self.label is not None and self.in_domain is not False
+
+
+@dataclass
+class DecodedInput:
+    source: str
+    pixels: np.ndarray | None  # None when unreadable
+    size: tuple[int, int] | None = None  # (width, height) as stored, for the domain check
+    error: str | None = None
 
 
 ImageInput = str | Path | bytes | np.ndarray | Any  # Any: a PIL image
-Decoded = tuple[str, np.ndarray | None, str | None]  # source, pixels (None if unreadable), error
 
 
 class Detector:
@@ -73,7 +84,7 @@ class Detector:
     >>> [p.label for p in det.predict(["cat.jpg", "render.png"])]
     """
 
-    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], config: ModelConfig, meta: ModelMeta,
+    def __init__(self, scorer: Scorer, config: ModelConfig, meta: ModelMeta,
                  network: DetectorNet | None = None):
         self.scorer, self.config, self.meta = scorer, config, meta
         self.threshold = meta.threshold
@@ -83,18 +94,31 @@ class Detector:
         self.network = network
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch",
+    def load(cls, path: str | Path | None = None, device: str = "auto", backend: str = "torch",
              precision: str = "bf16") -> Detector:
-        """`backend="torch"` reads model.pt; `backend="onnx"` reads a file from `aivsreal export`."""
+        """A model file, a saved folder, a bundled detector's name or a Hub repo id; None: the default
+        bundled detector. `backend="onnx"` reads a file from `aivsreal export`."""
         if backend == "onnx":
             from aivsreal.predict.onnx import OnnxScorer
 
-            scorer = OnnxScorer(Path(path))
+            scorer = OnnxScorer(Path(path or ""))
             return cls(scorer, scorer.config, scorer.meta)
         if backend != "torch":
             raise AivsrealError(f"unknown backend {backend!r} (torch, onnx)")
         network, meta = load_model(path)
         return cls.from_network(network, meta, device, precision)
+
+    @classmethod
+    def from_pretrained(cls, folder_or_repo_id: str | Path, device: str = "auto", precision: str = "bf16") -> Detector:
+        """A folder written by `save_pretrained`, or a Hugging Face Hub repo id (downloaded once, then cached)."""
+        return cls.load(folder_or_repo_id, device=device, precision=precision)
+
+    def save_pretrained(self, folder: str | Path, card_extra: str = "", half: bool = False) -> Path:
+        """model.safetensors + config.json + README.md (the model card): a folder to share or push to the Hub."""
+        if self.network is None:
+            raise AivsrealError("save_pretrained needs a torch model (this detector runs an ONNX file)")
+        return save_pretrained(folder, self.network, self.meta, model_card(Path(folder).name, self.config,
+                                                                           self.meta, card_extra), half=half)
 
     @classmethod
     def from_network(cls, network: DetectorNet, meta: ModelMeta, device: str | torch.device = "auto",
@@ -107,10 +131,14 @@ class Detector:
 
     def to_pixels(self, image: ImageInput) -> np.ndarray:
         """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
+        return self.decode(image)[0]
+
+    def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """`to_pixels`, and the input's (width, height) as stored (what the domain check compares)."""
         if isinstance(image, (str, Path)):
-            return read_image_file(image, self.image_size)
+            return read_sized_image_file(image, self.image_size)
         if isinstance(image, bytes):
-            return decode_image(image, self.image_size)
+            return decode_image(image, self.image_size), stored_size(image)
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise BadImageError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
@@ -119,15 +147,27 @@ class Detector:
             image = Image.fromarray(image)
         buf = io.BytesIO()
         image.save(buf, format="PNG")  # lossless: the pixels reach the model unchanged
-        return decode_image(buf.getvalue(), self.image_size)
+        return decode_image(buf.getvalue(), self.image_size), image.size
 
-    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        """P(FAKE) per image; a non-finite output (damaged weights) is refused, never reported as REAL."""
-        p = self.scorer(pixels)
+    def score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(FAKE) per image and the features the domain check reads (None where the backend has none).
+
+        A non-finite output (damaged weights) is refused, never reported as REAL.
+        """
+        p, features = self.scorer(pixels)
         if not np.all(np.isfinite(p)):
             raise AivsrealError(f"model {self.name!r} produced non-finite P(fake) (NaN or inf): its weights "
                                 "are damaged; retrain or re-download it")
-        return p
+        return p, features
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        return self.score(pixels)[0]
+
+    def domain(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict | None]:
+        """The domain check per image; None each when the model file has none (trained before 0.2)."""
+        if self.meta.domain is None:
+            return [None] * len(sizes)
+        return self.meta.domain.assess(features, sizes)
 
     def label(self, p_fake: float) -> str:
         return verdict(p_fake, self.threshold)
@@ -140,29 +180,41 @@ class Detector:
         for batch in self.decoded_batches(images, batch_size):
             yield from self.score_decoded(batch, batch_size)
 
-    def decoded_batches(self, images: Iterable[ImageInput], batch_size: int) -> Iterator[list[Decoded]]:
+    def decoded_batches(self, images: Iterable[ImageInput], batch_size: int) -> Iterator[list[DecodedInput]]:
         """Inputs decoded as in training, `batch_size` at a time, in order; unreadable ones carry their error."""
-        batch: list[Decoded] = []
+        batch: list[DecodedInput] = []
         for image in images:
             source = str(image) if isinstance(image, (str, Path)) else f"<{type(image).__name__}>"
             try:
-                batch.append((source, self.to_pixels(image), None))
+                batch.append(DecodedInput(source, *self.decode(image)))
             except BadImageError as e:
-                batch.append((source, None, str(e)))
+                batch.append(DecodedInput(source, None, None, str(e)))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []
         if batch:
             yield batch
 
-    def score_decoded(self, items: list[Decoded], batch_size: int = 256) -> Iterator[Prediction]:
-        """Predictions for already-decoded (source, pixels or None, error) items, in order."""
-        good = [px for _, px, _ in items if px is not None]
-        chunks = [self.predict_proba(np.stack(good[i : i + batch_size])) for i in range(0, len(good), batch_size)]
-        probs = iter(np.concatenate(chunks) if chunks else [])
-        for source, px, error in items:
-            if px is None:
-                yield Prediction(source, None, None, error)
-            else:
-                p = float(next(probs))
-                yield Prediction(source, self.label(p), p)
+    def score_decoded(self, items: list[DecodedInput], batch_size: int = 256) -> Iterator[Prediction]:
+        """Predictions, with their domain check, for already-decoded items, in order."""
+        good = [item for item in items if item.pixels is not None]
+        scored: list[Prediction] = []
+        for i in range(0, len(good), batch_size):
+            chunk = good[i : i + batch_size]
+            p, features = self.score(np.stack([item.pixels for item in chunk]))
+            scored += self.verdicts([item.source for item in chunk], p, features, [item.size for item in chunk])
+        answers = iter(scored)
+        for item in items:
+            yield next(answers) if item.pixels is not None else Prediction(item.source, None, None, item.error)
+
+    def verdicts(self, sources: list[str], p_fake: np.ndarray, features: np.ndarray | None,
+                 sizes: list[tuple[int, int] | None]) -> list[Prediction]:
+        """Scores -> Predictions: the label rule and the domain check, in one place for every front end."""
+        out = []
+        for source, p, dom in zip(sources, p_fake.tolist(), self.domain(features, sizes), strict=True):
+            pred = Prediction(source, self.label(p), p)
+            if dom is not None:
+                pred.in_domain, pred.domain_reason = dom.in_domain, dom.reason
+                pred.domain_score = round(dom.score, 4) if np.isfinite(dom.score) else None
+            out.append(pred)
+        return out

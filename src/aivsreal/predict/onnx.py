@@ -3,7 +3,9 @@
 The graph takes float32 pixels in [0, 255], NCHW, at the model's image size, with a dynamic
 batch axis, and returns P(FAKE) per image (test-time flip averaging included when the model
 uses it, and the temperature from `--calibrate`), so onnxruntime users need only decode,
-resize and transpose.
+resize and transpose. A second output, `features`, feeds the domain check stored in the
+file's metadata (the geometry half needs the image's size before decoding, which the graph
+never sees).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models import DetectorNet, tta_logit
-from aivsreal.models.file import CLASS_NAMES, ModelMeta, load_model, read_config
+from aivsreal.models import DetectorNet
+from aivsreal.models.file import CLASS_NAMES, ModelMeta, read_config
+from aivsreal.models.hub import load_model
+from aivsreal.models.network import forward_with_features
 
 OPSET = 17
 
@@ -30,9 +34,9 @@ class ProbabilityHead(nn.Module):
         super().__init__()
         self.network, self.tta, self.temperature = network, tta, temperature
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logit = tta_logit(self.network, pixels, self.tta)
-        return torch.sigmoid(logit / self.temperature)
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit, features = forward_with_features(self.network, pixels, self.tta)
+        return torch.sigmoid(logit / self.temperature), features
 
 
 def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
@@ -42,11 +46,13 @@ def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
             "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.threshold, "tta": meta.tta,
             "temperature": meta.temperature, "class_names": list(CLASS_NAMES),
             "aivsreal_version": meta.aivsreal_version,
+            "domain": meta.domain.to_dict() if meta.domain else None,
         }),
         "preprocessing": (f"decode to RGB (EXIF-rotated, alpha over white), bicubic resize to "
                           f"{cfg.image_size}x{cfg.image_size}, float32 NCHW pixels in [0, 255]; "
                           "normalisation is inside the graph"),
-        "output": "p_fake: P(FAKE) per image; FAKE when p_fake >= threshold",
+        "output": ("p_fake: P(FAKE) per image; FAKE when p_fake >= threshold. features: the penultimate "
+                   "features the domain check in the aivsreal metadata reads (models/domain.py)"),
     }
 
 
@@ -62,8 +68,9 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about constant shapes: expected here
-            torch.onnx.export(head, (example,), str(out_path), input_names=["pixels"], output_names=["p_fake"],
-                              dynamic_axes={"pixels": {0: "batch"}, "p_fake": {0: "batch"}},
+            torch.onnx.export(head, (example,), str(out_path), input_names=["pixels"],
+                              output_names=["p_fake", "features"],
+                              dynamic_axes={"pixels": {0: "batch"}, "p_fake": {0: "batch"}, "features": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
     except Exception as e:
         raise AivsrealError(f"ONNX export of {model_path} failed ({type(e).__name__}: {e})") from None
@@ -94,6 +101,9 @@ class OnnxScorer:
             raise AivsrealError(f"{path}: damaged aivsreal metadata in the ONNX file ({type(e).__name__})") from None
         self.meta = ModelMeta.from_dict(stored, str(path))
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(FAKE), and the features where the file has them (exports before 0.2 have only p_fake)."""
         x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
-        return self.session.run(["p_fake"], {"pixels": x})[0].astype(np.float64)
+        names = [o.name for o in self.session.get_outputs() if o.name in ("p_fake", "features")]
+        out = dict(zip(names, self.session.run(names, {"pixels": x}), strict=True))
+        return out["p_fake"].astype(np.float64), out.get("features")

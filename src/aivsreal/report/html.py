@@ -145,7 +145,7 @@ def render(summary: dict[str, Any], folder: Path, robustness: list[RobustnessRow
     model, data, train = summary["model"], summary["data"], summary.get("training", {})
     test = summary["metrics"].get("test", {})
     cards = [("test accuracy", test.get("accuracy")), ("test ROC AUC", test.get("roc_auc")),
-             ("test ECE", test.get("ece"))]
+             ("test ECE", test.get("ece")), ("test images flagged out of domain", test.get("domain_flagged"))]
     if "test (no train duplicates)" in summary["metrics"]:
         cards.insert(1, ("test accuracy, no train duplicates", summary["metrics"]["test (no train duplicates)"]
                          ["accuracy"]))

@@ -13,7 +13,7 @@ from aivsreal import __version__
 
 SEED = {"name": "seed notebook (Keras ResNet50V2, GPU)", "train": {"accuracy": 0.9735},
         "test": {"accuracy": 0.9614, "precision": 0.9807, "recall": 0.9414}}
-COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "ece")
+COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "ece", "domain_flagged")
 
 
 def format_cell(value: Any) -> str:

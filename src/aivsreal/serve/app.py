@@ -4,8 +4,9 @@ POST /api/predict takes one or many images (multipart field `files`). Each file 
 on its own: a corrupt or oversized file gets an error entry while the others get verdicts.
 With `?explain=1` each verdict also carries `gradcam_png`: the image under its Grad-CAM heat
 map for the predicted class, as a base64 PNG.
-The response status is 200 when at least one file was scored, else the files' own status
-(400 unreadable, 413 too large).
+Every verdict carries the domain check: `in_domain`, `domain_score` (> 1: unlike the training
+images) and `domain_reason`. The response status is 200 when at least one file was scored, else
+the files' own status (400 unreadable, 413 too large).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from aivsreal import __version__
 from aivsreal.data.images import MAX_PIXELS, BadImageError, declared_pixels
 from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
+from aivsreal.models.card import model_card
+from aivsreal.models.hub import ModelSource, resolve_model
 from aivsreal.predict.detector import Detector
 from aivsreal.serve.batcher import BatchingPredictor
 from aivsreal.serve.limits import BodyLimit, PixelBudget, give_freed_images_back, header_deadline
@@ -40,12 +43,14 @@ DECODE_PIXELS = MAX_PIXELS
 REQUEST_PIXELS = 4 * MAX_PIXELS
 
 
-def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
+def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
     summary = det.meta.summary
     metrics = summary.get("metrics", {})
+    domain = det.meta.domain
     return {
         "name": det.name,
-        "file": model_path.name,
+        "detector": source.name,
+        "file": source.path.name,
         "aivsreal_version": det.meta.aivsreal_version,
         "image_size": det.config.image_size,
         "input_size": det.config.input_size,
@@ -56,17 +61,22 @@ def model_info(det: Detector, model_path: Path) -> dict[str, Any]:
         "positive_class_in_metrics": "REAL",
         "params": summary.get("model", {}).get("params"),
         "metrics": {split: {k: m.get(k) for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc",
-                                                   "confusion_matrix")}
+                                                   "confusion_matrix", "domain_flagged")}
                     for split, m in metrics.items()},
+        "domain": None if domain is None else {
+            "short_side_px": list(domain.short_side), "max_aspect": domain.aspect[1],
+            "feature_threshold": domain.threshold, "val_flagged": domain.val_flagged},
+        "card": source.card or model_card(source.name, det.config, det.meta),
     }
 
 
-def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
+def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
                body_timeout_s: float = BODY_STALL_S) -> FastAPI:
-    model_path = Path(model_path)
+    """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector."""
+    source = resolve_model(model_path)
     detector = Detector.load(model_path, device=device)
     predictor = BatchingPredictor(detector)
-    info = model_info(detector, model_path)
+    info = model_info(detector, source)
     explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     decode_budget = PixelBudget(DECODE_PIXELS)
@@ -86,7 +96,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
     def score(blobs: list[tuple[str | None, bytes]], explain: bool = False) -> list[dict[str, Any]]:
         """One entry per file, in order: a verdict, or a status and an error for that file alone."""
         entries: list[dict[str, Any]] = []
-        pixels, slots = [], []
+        pixels, sizes, slots = [], [], []
         request_pixels = 0
         for filename, data in blobs:
             entry: dict[str, Any] = {"filename": filename}
@@ -100,7 +110,9 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             else:
                 try:
                     with decode_budget.hold(size):
-                        pixels.append(detector.to_pixels(data))
+                        px, stored = detector.decode(data)
+                    pixels.append(px)
+                    sizes.append(stored)
                     slots.append(len(entries))
                     entry["status"] = 200
                 except BadImageError as e:
@@ -108,9 +120,11 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             entries.append(entry)
         if pixels:
             batch = np.stack(pixels)
-            probs = predictor.predict(batch)
-            for slot, p in zip(slots, probs, strict=True):
-                entries[slot].update(label=detector.label(float(p)), p_fake=float(p))
+            probs, features = predictor.predict(batch)
+            names = [entries[slot]["filename"] for slot in slots]
+            for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
+                entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
+                                     domain_score=pred.domain_score, domain_reason=pred.domain_reason)
             if explain:
                 for slot, px, cam in zip(slots, batch, explainer.explain(batch, p_fake=probs), strict=True):
                     entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
@@ -143,7 +157,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
             body["gradcam"] = {"layer": explainer.layer, "explains": "the predicted class", "colormap": "jet"}
         return JSONResponse(body, status_code=status)
 
-    confusion_png = model_path.parent / "plots" / "confusion_test.png"
+    confusion_png = source.run_dir / "plots" / "confusion_test.png"
 
     @app.get("/api/model/confusion.png")
     def confusion() -> Response:
@@ -166,7 +180,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_MB, de
     return app
 
 
-def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
+def serve(model_path: str | None, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
           device: str = "auto", body_timeout_s: float = BODY_STALL_S,
           header_timeout_s: float = HEADER_DEADLINE_S) -> None:
     import uvicorn

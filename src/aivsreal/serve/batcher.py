@@ -25,10 +25,10 @@ class BatchingPredictor:
         self._thread = threading.Thread(target=self._run, name="aivsreal-inference", daemon=True)
         self._thread.start()
 
-    def predict(self, pixels: np.ndarray, timeout: float | None = 60.0) -> np.ndarray:
-        """P(FAKE) for an (N, H, W, 3) uint8 array; blocks until the worker has scored it."""
+    def predict(self, pixels: np.ndarray, timeout: float | None = 60.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """`Detector.score` for an (N, H, W, 3) uint8 array; blocks until the worker has scored it."""
         if len(pixels) == 0:
-            return np.empty(0)
+            return np.empty(0), None
         future: Future = Future()
         self._queue.put((pixels, future))
         return future.result(timeout=timeout)
@@ -55,12 +55,13 @@ class BatchingPredictor:
                 batch.append(nxt)
                 size += len(nxt[0])
             try:
-                probs = self.detector.predict_proba(np.concatenate([p for p, _ in batch]))
+                probs, features = self.detector.score(np.concatenate([p for p, _ in batch]))
             except Exception as e:  # hand the failure to every waiting caller
                 for _, fut in batch:
                     fut.set_exception(e)
                 continue
             start = 0
             for pixels, fut in batch:
-                fut.set_result(probs[start : start + len(pixels)])
-                start += len(pixels)
+                end = start + len(pixels)
+                fut.set_result((probs[start:end], None if features is None else features[start:end]))
+                start = end

@@ -1,0 +1,127 @@
+"""Is an image like the ones this model was trained on? Two signals, fitted at training time.
+
+A detector's verdict is only as good as the match between an image and its training data: a
+model trained on 32x32 CIFAKE images scores phone photos and Midjourney renders at chance, yet
+just as confidently. So every verdict carries a domain check:
+
+- geometry: the image's shorter side and aspect ratio against the range seen in training. A
+  4000 px photo shrunk to 32 px has lost exactly the pixel-level traces a detector reads
+  (see the robustness table: halving the resolution already costs CIFAKE models 40 points);
+- features: the class-conditional Mahalanobis distance (Lee et al. 2018, one covariance shared
+  by both classes) of the network's penultimate features to the training split's class means.
+  Its threshold is the validation split's 99th percentile, so about 1% of in-domain images are
+  flagged. Measured against k-nearest-neighbour distance in benchmarks/domain.py.
+
+`domain_score` is that distance divided by the threshold: above 1 is out of domain.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+VAL_QUANTILE = 0.99  # share of in-domain validation images the feature threshold keeps
+GEOMETRY_SLACK = 2.0  # a shorter side up to 2x outside the training range is still in domain
+ASPECT_SLACK = 1.25
+
+
+@dataclass(frozen=True)
+class DomainVerdict:
+    in_domain: bool
+    score: float  # feature distance / threshold: > 1 is out of domain (nan when not computed)
+    reason: str | None  # one line when out of domain
+
+
+@dataclass
+class DomainCheck:
+    """What the training split looked like, and how far from it an input may be."""
+
+    short_side: tuple[float, float]  # 1st..99th percentile of the training images' shorter side, px
+    aspect: tuple[float, float]  # same for longer side / shorter side (>= 1: rotation does not matter)
+    means: np.ndarray  # (2, d) class means of the penultimate features, REAL then FAKE
+    precision: np.ndarray  # (d, d) inverse of the shared within-class covariance (float32)
+    threshold: float  # feature distance above which an image is out of domain
+    val_flagged: float = 0.0  # share of the validation split flagged when the threshold was set
+
+    @classmethod
+    def fit(cls, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
+            sizes: np.ndarray) -> DomainCheck:
+        """`sizes`: (n, 2) width, height of (a sample of) the training images as stored on disk."""
+        feats = np.asarray(train_features, np.float64)
+        labels = np.asarray(train_labels)
+        means = np.stack([feats[labels == c].mean(0) for c in (0, 1)])
+        centred = feats - means[labels]
+        cov = centred.T @ centred / max(len(feats) - 2, 1)
+        cov += np.eye(len(cov)) * (1e-6 * np.trace(cov) / len(cov) + 1e-12)  # ridge: dead units
+        precision = np.linalg.inv(cov)
+        short = np.min(sizes, axis=1).astype(np.float64)
+        aspect = np.max(sizes, axis=1) / np.maximum(short, 1)
+        check = cls((float(np.percentile(short, 1)), float(np.percentile(short, 99))),
+                    (float(np.percentile(aspect, 1)), float(np.percentile(aspect, 99))),
+                    means.astype(np.float32), precision.astype(np.float32), threshold=1.0)
+        val_distance = check.distance(val_features)
+        check.threshold = float(np.quantile(val_distance, VAL_QUANTILE))
+        check.val_flagged = float(np.mean(val_distance > check.threshold))
+        return check
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance to the nearer class mean, per row."""
+        f = np.asarray(features, np.float64)
+        p = self.precision.astype(np.float64)
+        d2 = [np.einsum("nd,de,ne->n", f - m, p, f - m) for m in self.means.astype(np.float64)]
+        return np.sqrt(np.maximum(np.minimum(*d2), 0.0))
+
+    def geometry_reason(self, width: int, height: int) -> str | None:
+        short, long = min(width, height), max(width, height)
+        low, high = self.short_side
+        if short > high * GEOMETRY_SLACK or short < low / GEOMETRY_SLACK:
+            trained = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
+            return (f"image is {width}x{height} px; this model was trained on images of {trained} px "
+                    "(shorter side), so its traces were resized away or never there")
+        if long / max(short, 1) > self.aspect[1] * ASPECT_SLACK:
+            return (f"image is {width}x{height} px, aspect {long / short:.2f}:1; training images were at "
+                    f"most {self.aspect[1]:.2f}:1")
+        return None
+
+    def assess(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict]:
+        """One verdict per image; `sizes` may hold None where the original size is unknown."""
+        scores = (self.distance(features) / self.threshold if features is not None
+                  else np.full(len(sizes), np.nan))
+        out = []
+        for score, size in zip(scores, sizes, strict=True):
+            reason = self.geometry_reason(*size) if size else None
+            if reason is None and score > 1.0:
+                reason = (f"its features are unlike the training images' ({score:.1f}x the distance that "
+                          f"{VAL_QUANTILE:.0%} of validation images stay within)")
+            out.append(DomainVerdict(reason is None, float(score), reason))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the arrays as base64 float32, so one form serves model.pt, config.json and ONNX."""
+        return {"short_side": list(self.short_side), "aspect": list(self.aspect), "threshold": self.threshold,
+                "val_flagged": self.val_flagged, "dim": int(self.means.shape[1]),
+                "means": _b64(self.means), "precision": _b64(self.precision)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DomainCheck:
+        dim = int(d["dim"])
+        means, precision = _unb64(d["means"]), _unb64(d["precision"])
+        if dim <= 0 or means.size != 2 * dim or precision.size != dim * dim or not float(d["threshold"]) > 0:
+            raise ValueError(f"domain check sizes {means.size}, {precision.size} do not fit dim {dim}")
+        return cls((float(d["short_side"][0]), float(d["short_side"][1])),
+                   (float(d["aspect"][0]), float(d["aspect"][1])), means.reshape(2, dim),
+                   precision.reshape(dim, dim), float(d["threshold"]), float(d.get("val_flagged", 0.0)))
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _unb64(text: str) -> np.ndarray:
+    a = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("non-finite values")
+    return a

@@ -1,0 +1,140 @@
+"""The domain check: fitted at training time, stored in the model, applied to every verdict everywhere."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import jpeg_bytes
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_cli import run_cli
+
+from aivsreal import Detector
+from aivsreal.models.domain import DomainCheck
+from aivsreal.models.file import update_model_meta
+from aivsreal.models.hub import load_model
+
+
+def gaussian_features(n, d=16, shift=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return rng.normal(size=(n, d)) + labels[:, None] * 2.0 + shift, labels
+
+
+def fitted(sizes=((32, 32),) * 50):
+    train, labels = gaussian_features(4000)
+    val, _ = gaussian_features(2000, seed=1)
+    return DomainCheck.fit(train, labels, val, np.array(sizes))
+
+
+def test_threshold_flags_about_one_percent_of_in_domain_data_and_far_data_all():
+    check = fitted()
+    assert 0.005 <= check.val_flagged <= 0.015
+    fresh, _ = gaussian_features(4000, seed=2)  # same distribution, never seen
+    assert 0.003 <= np.mean(check.distance(fresh) > check.threshold) <= 0.03
+    far, _ = gaussian_features(500, shift=6.0, seed=3)
+    assert np.mean(check.distance(far) > check.threshold) > 0.99
+
+
+def test_geometry_flags_large_small_and_stretched_images():
+    check = fitted()
+    assert check.geometry_reason(32, 32) is None and check.geometry_reason(48, 40) is None
+    assert "4032x3024" in check.geometry_reason(4032, 3024)
+    assert check.geometry_reason(8, 8) is not None
+    assert "aspect" in check.geometry_reason(200, 40)  # a shorter side of 40 px is fine, 5:1 is not
+    verdicts = check.assess(np.zeros((2, 16)) + 1.0, [(4000, 3000), None])
+    assert not verdicts[0].in_domain and "4000x3000" in verdicts[0].reason
+    assert verdicts[1].in_domain and verdicts[1].reason is None
+
+
+def test_round_trip_keeps_the_check_exactly():
+    check = fitted()
+    again = DomainCheck.from_dict(json.loads(json.dumps(check.to_dict())))
+    x, _ = gaussian_features(50, seed=5)
+    assert np.array_equal(check.distance(x), again.distance(x)) and again.threshold == check.threshold
+    broken = {**check.to_dict(), "dim": 17}
+    with pytest.raises(ValueError):
+        DomainCheck.from_dict(broken)
+
+
+@pytest.fixture(scope="module")
+def model_and_data(trained_run):
+    data, run = trained_run
+    return run / "model.pt", data
+
+
+def test_training_stores_a_check_and_own_test_images_are_mostly_in_domain(model_and_data):
+    model, data = model_and_data
+    _, meta = load_model(model)
+    assert meta.domain is not None and meta.domain.short_side == (32.0, 32.0)
+    preds = Detector.load(model, device="cpu").predict(sorted((data / "test").rglob("*.jpg")))
+    assert np.mean([p.in_domain for p in preds]) >= 0.8
+
+
+def test_large_photos_and_synthetic_patterns_are_out_of_domain(model_and_data):
+    from skimage import data as samples
+
+    det = Detector.load(model_and_data[0], device="cpu")
+    rng = np.random.default_rng(0)
+    photo = det.predict([samples.astronaut()])[0]
+    assert photo.in_domain is False and "512x512" in photo.domain_reason
+    patterns = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), np.full((32, 32, 3), 128, np.uint8),
+                np.tile(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (32, 1, 3))]
+    for p in det.predict(patterns):
+        assert p.in_domain is False and p.domain_score > 1 and "features" in p.domain_reason
+
+
+def test_the_stored_threshold_is_the_one_applied(model_and_data, tmp_path):
+    model = tmp_path / "model.pt"
+    shutil.copy(model_and_data[0], model)
+    images = sorted((model_and_data[1] / "test").rglob("*.jpg"))[:8]
+    _, meta = load_model(model)
+    meta.domain.threshold *= 1e-3
+    update_model_meta(model, domain=meta.domain)
+    assert not any(p.in_domain for p in Detector.load(model, device="cpu").predict(images))
+    meta.domain.threshold *= 1e6
+    update_model_meta(model, domain=meta.domain)
+    assert all(p.in_domain for p in Detector.load(model, device="cpu").predict(images))
+
+
+def an_in_domain_test_image(model_and_data):
+    """One of the model's own test images that the Python API calls in domain (most are)."""
+    model, data = model_and_data
+    images = sorted((data / "test").rglob("*.jpg"))
+    preds = Detector.load(model, device="cpu").predict(images)
+    return next(path for path, p in zip(images, preds, strict=True) if p.in_domain)
+
+
+def test_cli_table_csv_and_json_carry_the_flag(model_and_data, tmp_path):
+    model = model_and_data[0]
+    big = tmp_path / "big.jpg"
+    big.write_bytes(jpeg_bytes(np.asarray(Image.new("RGB", (640, 480), (90, 120, 60)))))
+    own = an_in_domain_test_image(model_and_data)
+    r = run_cli("predict", big, own, "--model", model, "--csv", tmp_path / "o.csv", "--json", tmp_path / "o.json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("\tdomain") and "\tOUT: image is 640x480 px" in lines[1] and lines[2].endswith("\tin")
+    assert "unlike this model's training data" in r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    assert rows[0]["in_domain"] == "false" and "640x480" in rows[0]["domain_reason"] and rows[1]["in_domain"] == "true"
+    assert float(rows[0]["domain_score"]) >= 0
+    items = json.loads((tmp_path / "o.json").read_text())
+    assert items[0]["in_domain"] is False and {"domain_score", "domain_reason"} <= set(items[0])
+
+
+def test_api_answers_carry_the_flag_and_the_model_its_domain(model_and_data):
+    from aivsreal.serve.app import create_app
+
+    big = jpeg_bytes(np.asarray(Image.new("RGB", (640, 480), (90, 120, 60))))
+    own = an_in_domain_test_image(model_and_data).read_bytes()
+    with TestClient(create_app(model_and_data[0], device="cpu")) as c:
+        results = c.post("/api/predict", files=[("files", ("big.jpg", big)), ("files", ("own.jpg", own))]).json()
+        info = c.get("/api/model").json()
+    big_r, own_r = results["results"]
+    assert big_r["in_domain"] is False and "640x480" in big_r["domain_reason"]
+    assert own_r["in_domain"] is True and own_r["domain_reason"] is None and own_r["domain_score"] <= 1
+    assert info["domain"]["short_side_px"] == [32.0, 32.0] and "## Domain" in info["card"]

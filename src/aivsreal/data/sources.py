@@ -78,7 +78,9 @@ def stored_sizes(split: Split, n: int = 2000, seed: int = 0) -> np.ndarray:
     try:
         for i in picks:
             ref = split.refs[i]
-            zf = zips.setdefault(ref.container, zipfile.ZipFile(ref.container)) if ref.in_zip else None
+            if ref.in_zip and ref.container not in zips:
+                zips[ref.container] = zipfile.ZipFile(ref.container)  # once: its directory has 100k entries
+            zf = zips[ref.container] if ref.in_zip else None
             try:
                 size = stored_size(ref.read_bytes(zf))
             except (BadImageError, OSError, zipfile.BadZipFile):

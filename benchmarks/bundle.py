@@ -39,9 +39,10 @@ CIFAKE_NOTES = """## Intended use
 - **Domain: 32x32 images like CIFAKE's** (CIFAR-10 photos vs Stable Diffusion 1.4 renders at 32x32,
   JPEG). It is a benchmark model and a demonstration of the toolkit, not a detector for images found
   in the wild.
-- **Known failure modes.** On real photographs and AI images from other generators at 256-4000 px it
-  scores at chance (ROC AUC about 0.45-0.5 on the wild development set): shrinking a large image to
-  32 px destroys the traces it reads. The domain check flags such images (see benchmarks/results/domain.md).
+- **Known failure modes.** On real photographs and AI images from other generators at 256-2048 px
+  (the wild development set) it reaches ROC AUC 0.71 and accuracy 0.65 as stored, but it sees them
+  shrunk to 32 px, and in that set size and format separate the classes on their own: do not read
+  that as detection (benchmarks/results/domain.md, wild.md). The domain check flags every such image.
   Blur and downscaling cost it most (table below); JPEG re-compression and flips cost little.
 - Training data licence: CIFAKE is published under the MIT licence (the same as CIFAR-10).
 """

@@ -119,6 +119,8 @@ def main() -> None:
 
     test_p, test_f = features(rd.test.images)
     test_maha = check.distance(test_f) / check.threshold
+    # CIFAKE's images are all stored at 32x32: their geometry is the training set's
+    test_combined = np.array([v.score for v in check.assess(test_f, [(32, 32)] * len(test_f))])
     test_knn = knn_score(train_feats, test_f) / knn_threshold
     kept = test_maha <= 1.0
     correct = (test_p >= meta.threshold) == rd.test.labels
@@ -144,6 +146,7 @@ def main() -> None:
                 [(n, _shrunk(b, size)) if shrink else (n, b) for n, b in items], size, shrink)
             p, f = features(pixels)
             verdicts = check.assess(f, sizes)
+            combined = np.array([v.score for v in verdicts])
             maha = check.distance(f) / check.threshold
             knn = knn_score(train_feats, f) / knn_threshold
             y = np.r_[np.zeros(len(test_maha)), np.ones(len(maha))]
@@ -152,6 +155,7 @@ def main() -> None:
             row = {"set": name, "as": f"shrunk to {size}x{size} before upload" if shrink else "as stored",
                    "n": len(pixels), "flagged": float(np.mean([not v.in_domain for v in verdicts])),
                    "flagged_by_features": float(np.mean(maha > 1)), "flagged_knn": float(np.mean(knn > 1)),
+                   "auroc_domain_score": float(roc_auc_score(y, np.r_[test_combined, combined])),
                    "auroc_mahalanobis": float(roc_auc_score(y, np.r_[test_maha, maha])),
                    "auroc_knn": float(roc_auc_score(y, np.r_[test_knn, knn]))}
             if known.any() and len(set(labels[known])) == 2:
@@ -191,17 +195,29 @@ def markdown(r: dict) -> str:
              + (f"{ind['accuracy_flagged']:.4f} ({ind['n_flagged']} images)" if ind["accuracy_flagged"] is not None
                 else "–") + " |", "",
              "## Out of domain", "",
-             "AUROC: the domain score separating these images from the test split (goal >= 0.95). "
-             "\"flagged\" uses both signals (geometry and features); \"by features\" the feature score alone.", "",
-             "| set | images | n | flagged | by features | by kNN instead | AUROC Mahalanobis (stored) | AUROC kNN | "
-             "detector AUC on them | detector accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "AUROC: a score separating these images from the test split (goal >= 0.95): the domain score "
+             "(the larger of the geometry and feature scores, as every verdict reports it), the feature score "
+             "alone (Mahalanobis on normalised features, stored in the model), and k-nearest-neighbour distance "
+             "(not stored; the alternative). \"flagged\" uses both signals.", "",
+             "| set | images | n | flagged | by features | by kNN instead | AUROC domain score | "
+             "AUROC features | AUROC kNN | detector AUC on them | detector accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["out_of_domain"]:
         lines.append(f"| {row['set']} | {row['as']} | {row['n']:,} | **{row['flagged']:.1%}** | "
                      f"{row['flagged_by_features']:.1%} | {row['flagged_knn']:.1%} | "
-                     f"**{row['auroc_mahalanobis']:.3f}** | "
+                     f"**{row['auroc_domain_score']:.3f}** | {row['auroc_mahalanobis']:.3f} | "
                      f"{row['auroc_knn']:.3f} | {row.get('detector_auc', float('nan')):.3f} | "
                      f"{row.get('detector_accuracy', float('nan')):.3f} |")
+    lines += ["", "Notes:", "",
+              "- A photo shrunk to 32x32 before upload is what CIFAR-10, CIFAKE's REAL half, is made of: the "
+              "geometry cannot see the shrinking, and the features rightly find such thumbnails close to the "
+              "training images. The goal of 0.95 is met where the image arrives as stored, not for thumbnails.",
+              "- What did not work: the same Mahalanobis distance on raw (unnormalised) features, measured by an "
+              "earlier run of this command, separated the wild set at AUROC 0.649 and the scikit-image photos at "
+              "0.620; normalising the features (0.83-0.84) matches kNN without shipping training features.",
+              "- The detector's own AUC on the wild set is not evidence that it works there: size and format "
+              "separate that set's classes on their own (../shared/data/wild/SOURCES.md), and a 32x32 model "
+              "sees them through the shrinking. Issue 13's benchmark measures that with held-out sources."]
     return "\n".join(lines) + "\n"
 
 

@@ -19,10 +19,15 @@ from aivsreal.models.file import update_model_meta
 from aivsreal.models.hub import load_model
 
 
-def gaussian_features(n, d=16, shift=0.0, seed=0):
+def gaussian_features(n, d=16, away=False, seed=0):
+    """Features in two cones (REAL along the first half of the axes, FAKE the second), or, `away`,
+    along a direction neither class points in (what an unseen kind of image does to the features)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
-    return rng.normal(size=(n, d)) + labels[:, None] * 2.0 + shift, labels
+    half = np.arange(d) < d // 2
+    means = np.stack([half, ~half]).astype(float) * 4.0
+    centre = np.where(np.arange(d) % 2 == 0, 4.0, -4.0)[None] if away else means[labels]
+    return rng.normal(size=(n, d)) + centre, labels
 
 
 def fitted(sizes=((32, 32),) * 50):
@@ -36,7 +41,7 @@ def test_threshold_flags_about_one_percent_of_in_domain_data_and_far_data_all():
     assert 0.005 <= check.val_flagged <= 0.015
     fresh, _ = gaussian_features(4000, seed=2)  # same distribution, never seen
     assert 0.003 <= np.mean(check.distance(fresh) > check.threshold) <= 0.03
-    far, _ = gaussian_features(500, shift=6.0, seed=3)
+    far, _ = gaussian_features(500, away=True, seed=3)
     assert np.mean(check.distance(far) > check.threshold) > 0.99
 
 
@@ -46,9 +51,12 @@ def test_geometry_flags_large_small_and_stretched_images():
     assert "4032x3024" in check.geometry_reason(4032, 3024)
     assert check.geometry_reason(8, 8) is not None
     assert "aspect" in check.geometry_reason(200, 40)  # a shorter side of 40 px is fine, 5:1 is not
-    verdicts = check.assess(np.zeros((2, 16)) + 1.0, [(4000, 3000), None])
+    typical = np.r_[np.full(8, 4.0), np.zeros(8)]  # the REAL class mean: features in domain
+    verdicts = check.assess(np.stack([typical, typical, typical]), [(4000, 3000), None, (32, 32)])
     assert not verdicts[0].in_domain and "4000x3000" in verdicts[0].reason
-    assert verdicts[1].in_domain and verdicts[1].reason is None
+    assert verdicts[0].score == pytest.approx(3000 / 64)  # the geometry's own scale: 1 is its limit
+    assert verdicts[1].in_domain and verdicts[1].reason is None and verdicts[1].score < 1
+    assert verdicts[2].in_domain and verdicts[2].score == verdicts[1].score  # in range: the feature score ranks
 
 
 def test_round_trip_keeps_the_check_exactly():

@@ -8,11 +8,14 @@ just as confidently. So every verdict carries a domain check:
   4000 px photo shrunk to 32 px has lost exactly the pixel-level traces a detector reads
   (see the robustness table: halving the resolution already costs CIFAKE models 40 points);
 - features: the class-conditional Mahalanobis distance (Lee et al. 2018, one covariance shared
-  by both classes) of the network's penultimate features to the training split's class means.
-  Its threshold is the validation split's 99th percentile, so about 1% of in-domain images are
-  flagged. Measured against k-nearest-neighbour distance in benchmarks/domain.py.
+  by both classes) of the network's L2-normalised penultimate features to the training split's
+  class means. Its threshold is the validation split's 99th percentile, so about 1% of in-domain
+  images are flagged. Measured in benchmarks/domain.py: on raw features it separated the wild set
+  from CIFAKE's test split at AUROC 0.65, on normalised features at 0.83, as well as
+  k-nearest-neighbour distance (Sun et al. 2022), which would have to ship training features.
 
-`domain_score` is that distance divided by the threshold: above 1 is out of domain.
+`domain_score` is the feature score, or the geometry score where that is past its limit (the
+larger of the two), each scaled so that 1 is its limit: above 1 is out of domain.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class DomainCheck:
     def fit(cls, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
             sizes: np.ndarray) -> DomainCheck:
         """`sizes`: (n, 2) width, height of (a sample of) the training images as stored on disk."""
-        feats = np.asarray(train_features, np.float64)
+        feats = _unit(train_features)
         labels = np.asarray(train_labels)
         means = np.stack([feats[labels == c].mean(0) for c in (0, 1)])
         centred = feats - means[labels]
@@ -68,34 +71,43 @@ class DomainCheck:
         return check
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance to the nearer class mean, per row."""
-        f = np.asarray(features, np.float64)
+        """Mahalanobis distance of the normalised features to the nearer class mean, per row."""
+        f = _unit(features)
         p = self.precision.astype(np.float64)
         d2 = [np.einsum("nd,de,ne->n", f - m, p, f - m) for m in self.means.astype(np.float64)]
         return np.sqrt(np.maximum(np.minimum(*d2), 0.0))
 
+    def geometry_score(self, width: int, height: int) -> float:
+        """How far the stored size is outside the accepted range: > 1 is outside (scale or aspect)."""
+        short, long = max(min(width, height), 1), max(width, height)
+        low, high = self.short_side
+        return max(short / (high * GEOMETRY_SLACK), low / (GEOMETRY_SLACK * short),
+                   (long / short) / (self.aspect[1] * ASPECT_SLACK))
+
     def geometry_reason(self, width: int, height: int) -> str | None:
-        short, long = min(width, height), max(width, height)
+        if self.geometry_score(width, height) <= 1.0:
+            return None
+        short, long = max(min(width, height), 1), max(width, height)
         low, high = self.short_side
         if short > high * GEOMETRY_SLACK or short < low / GEOMETRY_SLACK:
             trained = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
             return (f"image is {width}x{height} px; this model was trained on images of {trained} px "
                     "(shorter side), so its traces were resized away or never there")
-        if long / max(short, 1) > self.aspect[1] * ASPECT_SLACK:
-            return (f"image is {width}x{height} px, aspect {long / short:.2f}:1; training images were at "
-                    f"most {self.aspect[1]:.2f}:1")
-        return None
+        return (f"image is {width}x{height} px, aspect {long / short:.2f}:1; training images were at "
+                f"most {self.aspect[1]:.2f}:1")
 
     def assess(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict]:
         """One verdict per image; `sizes` may hold None where the original size is unknown."""
         scores = (self.distance(features) / self.threshold if features is not None
                   else np.full(len(sizes), np.nan))
         out = []
-        for score, size in zip(scores, sizes, strict=True):
+        for feature_score, size in zip(scores, sizes, strict=True):
             reason = self.geometry_reason(*size) if size else None
-            if reason is None and score > 1.0:
-                reason = (f"its features are unlike the training images' ({score:.1f}x the distance that "
-                          f"{VAL_QUANTILE:.0%} of validation images stay within)")
+            if reason is None and feature_score > 1.0:
+                reason = (f"its features are unlike the training images' ({feature_score:.1f}x the distance "
+                          f"that {VAL_QUANTILE:.0%} of validation images stay within)")
+            geometry = self.geometry_score(*size) if size else 0.0
+            score = max(feature_score, geometry) if geometry > 1.0 else feature_score  # nan stays nan
             out.append(DomainVerdict(reason is None, float(score), reason))
         return out
 
@@ -114,6 +126,11 @@ class DomainCheck:
         return cls((float(d["short_side"][0]), float(d["short_side"][1])),
                    (float(d["aspect"][0]), float(d["aspect"][1])), means.reshape(2, dim),
                    precision.reshape(dim, dim), float(d["threshold"]), float(d.get("val_flagged", 0.0)))
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features, np.float64)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
 
 def _b64(a: np.ndarray) -> str:

@@ -101,3 +101,43 @@ def test_model_references_resolve_in_order(model_and_images, tmp_path):
     for name in hub.bundled_names():
         source = resolve_model(name)
         assert source.kind == "bundled" and source.run_dir.parts[0] == "runs"  # outputs never go into the package
+
+
+def test_the_bundled_detector_needs_no_training(tmp_path):
+    """A fresh install: predict with no --model, `models`, and Detector.load() all use the bundled cifake."""
+    from conftest import jpeg_bytes, synthetic_image
+
+    assert "cifake" in hub.bundled_names()
+    image = tmp_path / "x.jpg"
+    image.write_bytes(jpeg_bytes(synthetic_image(0, np.random.default_rng(0))))
+    big = tmp_path / "photo.jpg"
+    big.write_bytes(jpeg_bytes(np.full((600, 800, 3), 90, np.uint8)))
+    r = run_cli("predict", image, big)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()[1:]]
+    assert rows[0][1] in ("REAL", "FAKE") and (rows[0][3] == "in" or rows[0][3].startswith("OUT"))
+    assert rows[1][3].startswith("OUT: image is 800x600 px")
+    listing = run_cli("models")
+    assert listing.returncode == 0 and "| cifake (default) | fast | CIFAKE (32x32) |" in listing.stdout
+    card = run_cli("models", "cifake").stdout
+    assert "## Intended use" in card and "## Reproduce" in card and "## Domain" in card
+    det = Detector.load(device="cpu")
+    assert det.name == "fast" and det.meta.domain is not None
+    assert det.meta.summary["metrics"]["test"]["accuracy"] > 0.97
+
+
+def test_the_bundled_detector_on_real_cifake_test_images(tmp_path):
+    """Where ../shared holds CIFAKE: its test images are in the bundled detector's domain and mostly right."""
+    import zipfile
+
+    from conftest import SHARED_CIFAKE
+
+    if not (SHARED_CIFAKE / "test.zip").exists():
+        pytest.skip("no CIFAKE copy beside the repository")
+    with zipfile.ZipFile(SHARED_CIFAKE / "test.zip") as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".jpg"))[::200][:100]
+        blobs = [zf.read(n) for n in names]
+    labels = np.array(["/FAKE/" in n for n in names])
+    preds = Detector.load(device="cpu").predict(blobs)
+    assert np.mean([p.in_domain for p in preds]) >= 0.95
+    assert np.mean([(p.label == "FAKE") == y for p, y in zip(preds, labels, strict=True)]) >= 0.93

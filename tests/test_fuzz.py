@@ -129,7 +129,7 @@ def test_mangled_files_of_every_format_never_crash(fmt, data):
 def test_eps_renamed_jpg_never_reaches_ghostscript(tmp_path, monkeypatch):
     from PIL import EpsImagePlugin
 
-    from aivsreal.data.images import read_image_file
+    from aivsreal.data.crops import read_views
 
     def no_ghostscript(*args, **kwargs):
         raise AssertionError("Ghostscript was reached")
@@ -138,7 +138,7 @@ def test_eps_renamed_jpg_never_reaches_ghostscript(tmp_path, monkeypatch):
     path = tmp_path / "photo.jpg"
     path.write_bytes(EVERY_FORMAT["EPS"])
     with pytest.raises(BadImageError, match="not one of"):
-        read_image_file(path, 32)
+        read_views(path, 32)
 
 
 @pytest.mark.parametrize("crafted", [

@@ -14,7 +14,8 @@ import torch
 from conftest import jpeg_bytes, make_dataset, synthetic_image
 from test_cli import one_line_error, run_cli
 
-from aivsreal.data.images import MAX_FILE_BYTES, BadImageError, read_image_file
+from aivsreal.data.crops import read_views
+from aivsreal.data.images import MAX_FILE_BYTES, BadImageError
 from aivsreal.data.sources import find_splits
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import save_model
@@ -46,7 +47,7 @@ def test_a_fifo_is_skipped_not_read(tmp_path, model_path):
     folder = images_folder(tmp_path / "in")
     os.mkfifo(folder / "x.jpg")  # reading it would block forever
     with pytest.raises(BadImageError, match="not a regular file"):
-        read_image_file(folder / "x.jpg", 32)
+        read_views(folder / "x.jpg", 32)
     r = run_cli("predict", folder, "--model", model_path, "--workers", "1")
     assert r.returncode == 0 and "not a regular file" in r.stdout and r.stdout.count("\tREAL\t") + \
         r.stdout.count("\tFAKE\t") == 3

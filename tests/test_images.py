@@ -8,7 +8,8 @@ import pytest
 from conftest import jpeg_bytes
 from PIL import Image
 
-from aivsreal.data.images import MAX_PIXELS, BadImageError, decode_image, read_image_file
+from aivsreal.data.crops import read_views
+from aivsreal.data.images import MAX_PIXELS, BadImageError, decode_image
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -98,6 +99,6 @@ def test_read_image_file_names_the_path(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"nope")
     with pytest.raises(BadImageError, match="broken.jpg"):
-        read_image_file(bad, 32)
+        read_views(bad, 32)
     with pytest.raises(BadImageError, match="cannot read"):
-        read_image_file(tmp_path / "missing.jpg", 32)
+        read_views(tmp_path / "missing.jpg", 32)

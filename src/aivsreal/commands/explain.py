@@ -39,7 +39,7 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
     for batch in det.decoded_batches(paths, BATCH):
         preds = list(det.score_decoded(batch))
         good = [i for i, pred in enumerate(preds) if pred.error is None]
-        cams = iter(explainer.explain(np.stack([batch[i].pixels for i in good]), target=target,
+        cams = iter(explainer.explain(np.stack([batch[i].pixels[0] for i in good]), target=target,
                                       p_fake=np.array([preds[i].p_fake for i in good])) if good else [])
         for pred, item in zip(preds, batch, strict=True):
             if pred.error is not None:
@@ -47,7 +47,7 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
                              "error": pred.error})
                 continue
             name = _png_name(pred.source, used)
-            (out / name).write_bytes(png_bytes(side_by_side(item.pixels, next(cams), size)))
+            (out / name).write_bytes(png_bytes(side_by_side(item.pixels[0], next(cams), size)))
             rows.append({"source": pred.source, "label": pred.label, "p_fake": f"{pred.p_fake:.4f}",
                          "explained": pred.label if target == "predicted" else target, "file": name, "error": ""})
     with open(out / "explanations.csv", "w", newline="") as f:

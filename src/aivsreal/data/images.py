@@ -76,6 +76,26 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
 
 
+def decode_native(data: bytes) -> np.ndarray:
+    """Decode bytes to an HxWx3 uint8 RGB array at the image's own resolution (native-crop models).
+
+    The same allow-list, pixel limit, EXIF rotation and mode handling as `decode_image`; no resize.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise BadImageError(f"image is {im.width}x{im.height}, over the {MAX_PIXELS:,}-pixel limit")
+                return np.asarray(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
+    except BadImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise BadImageError(f"not a readable image (not one of {', '.join(FORMATS)})") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted bytes is this file's error
+        raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
+
+
 def stored_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) as stored, from the header alone; None when unreadable.
 
@@ -136,17 +156,3 @@ def read_limited(path: str | Path) -> bytes:
         raise BadImageError(f"{path}: cannot read ({e.strerror or e})") from None
     check_size(len(data), path)
     return data
-
-
-def read_image_file(path: str | Path, size: int) -> np.ndarray:
-    """`decode_image` for a file on disk, with the path in the error message."""
-    return read_sized_image_file(path, size)[0]
-
-
-def read_sized_image_file(path: str | Path, size: int) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """The decoded pixels and the file's stored (width, height)."""
-    data = read_limited(path)
-    try:
-        return decode_image(data, size), stored_size(data)
-    except BadImageError as e:
-        raise BadImageError(f"{path}: {e}") from None

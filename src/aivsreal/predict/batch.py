@@ -19,16 +19,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from aivsreal.data.images import BadImageError, read_sized_image_file
+from aivsreal.data.crops import read_views
+from aivsreal.data.images import BadImageError
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 
 CSV_FIELDS = ["path", "label", "p_fake", "error", "in_domain", "domain_score", "domain_reason"]
 
 
-def _decode(path: str, size: int) -> DecodedInput:
+def _decode(path: str, size: int, crop: int | None) -> DecodedInput:
     try:
-        return DecodedInput(path, *read_sized_image_file(path, size))
+        return DecodedInput(path, *read_views(path, size, crop))
     except BadImageError as e:
         return DecodedInput(path, None, None, str(e))
 
@@ -91,8 +92,8 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
                 workers: int | None = None) -> Iterator[Prediction]:
     """Predictions in input order; decoding runs `workers` processes ahead, one window at a time."""
     workers = workers or os.cpu_count() or 1
-    window = batch_size * 4
-    decode = partial(_decode, size=det.image_size)
+    window = max(batch_size * 4 // det.max_views, 2 * workers)  # bounded memory: views, not images
+    decode = partial(_decode, size=det.image_size, crop=det.crop)
     pool = None
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.data.images import BadImageError, decode_image, read_sized_image_file, stored_size
+from aivsreal.data.crops import MAX_TILES, decode_views, read_views
+from aivsreal.data.images import BadImageError
 from aivsreal.device import resolve_device
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, ModelConfig
@@ -66,10 +67,28 @@ class Prediction:
         return self.label is not None and self.in_domain is not False
 
 
+def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
+                  counts: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per image: the mean logit of its views (then P(FAKE)) and the mean of their features.
+
+    Logits, not probabilities, are averaged: one confident crop should move the verdict as much as
+    its evidence says, not be capped at 1. One view per image passes through unchanged.
+    """
+    if all(c == 1 for c in counts):
+        return p_fake, features
+    edges = np.cumsum([0, *counts])
+    q = np.clip(p_fake, 1e-7, 1 - 1e-7)
+    logit = np.log(q) - np.log1p(-q)
+    p = sigmoid(np.array([logit[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]))
+    f = None if features is None else np.stack([features[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:],
+                                                                                        strict=True)])
+    return p, f
+
+
 @dataclass
 class DecodedInput:
     source: str
-    pixels: np.ndarray | None  # None when unreadable
+    pixels: np.ndarray | None  # (V, S, S, 3) views the model reads; None when unreadable
     size: tuple[int, int] | None = None  # (width, height) as stored, for the domain check
     error: str | None = None
 
@@ -129,16 +148,27 @@ class Detector:
         scorer = TorchScorer(network, dev, meta.tta, amp=precision == "bf16", temperature=meta.temperature)
         return cls(scorer, network.config, meta, network)
 
+    @property
+    def crop(self) -> int | None:
+        """Native-crop models read tiles of an image at its own resolution; the others a resized image."""
+        crop = self.config.options.get("crop")
+        return int(crop) if crop else None
+
+    @property
+    def max_views(self) -> int:
+        return MAX_TILES if self.crop else 1
+
     def to_pixels(self, image: ImageInput) -> np.ndarray:
-        """One input of any supported kind -> (size, size, 3) uint8, exactly as in training."""
-        return self.decode(image)[0]
+        """One input of any supported kind -> (size, size, 3) uint8, exactly as in training (a native-crop
+        model's first tile)."""
+        return self.decode(image)[0][0]
 
     def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
-        """`to_pixels`, and the input's (width, height) as stored (what the domain check compares)."""
+        """The (V, size, size, 3) views the model reads from one input, and its (width, height) as stored."""
         if isinstance(image, (str, Path)):
-            return read_sized_image_file(image, self.image_size)
+            return read_views(image, self.image_size, self.crop)
         if isinstance(image, bytes):
-            return decode_image(image, self.image_size), stored_size(image)
+            return decode_views(image, self.image_size, self.crop)
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise BadImageError(f"expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
@@ -147,7 +177,7 @@ class Detector:
             image = Image.fromarray(image)
         buf = io.BytesIO()
         image.save(buf, format="PNG")  # lossless: the pixels reach the model unchanged
-        return decode_image(buf.getvalue(), self.image_size), image.size
+        return decode_views(buf.getvalue(), self.image_size, self.crop)[0], image.size
 
     def score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(FAKE) per image and the features the domain check reads (None where the backend has none).
@@ -195,13 +225,19 @@ class Detector:
         if batch:
             yield batch
 
+    def score_views(self, views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(FAKE) and features per image from each image's (V, S, S, 3) views (see `combine_views`)."""
+        p, features = self.score(np.concatenate(views))
+        return combine_views(p, features, [len(v) for v in views])
+
     def score_decoded(self, items: list[DecodedInput], batch_size: int = 256) -> Iterator[Prediction]:
         """Predictions, with their domain check, for already-decoded items, in order."""
         good = [item for item in items if item.pixels is not None]
         scored: list[Prediction] = []
-        for i in range(0, len(good), batch_size):
-            chunk = good[i : i + batch_size]
-            p, features = self.score(np.stack([item.pixels for item in chunk]))
+        step = max(batch_size // self.max_views, 1)
+        for i in range(0, len(good), step):
+            chunk = good[i : i + step]
+            p, features = self.score_views([item.pixels for item in chunk])
             scored += self.verdicts([item.source for item in chunk], p, features, [item.size for item in chunk])
         answers = iter(scored)
         for item in items:

@@ -29,7 +29,7 @@ from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.models.card import model_card
 from aivsreal.models.hub import ModelSource, resolve_model
-from aivsreal.predict.detector import Detector
+from aivsreal.predict.detector import Detector, combine_views
 from aivsreal.serve.batcher import BatchingPredictor
 from aivsreal.serve.limits import BodyLimit, PixelBudget, give_freed_images_back, header_deadline
 
@@ -119,13 +119,13 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
                     entry.update(status=400, error=str(e))
             entries.append(entry)
         if pixels:
-            batch = np.stack(pixels)
-            probs, features = predictor.predict(batch)
+            probs, features = combine_views(*predictor.predict(np.concatenate(pixels)), [len(v) for v in pixels])
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
                                      domain_score=pred.domain_score, domain_reason=pred.domain_reason)
-            if explain:
+            if explain:  # the heat map of each image's first view (a native-crop model's first tile)
+                batch = np.stack([v[0] for v in pixels])
                 for slot, px, cam in zip(slots, batch, explainer.explain(batch, p_fake=probs), strict=True):
                     entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
         return entries

@@ -1,12 +1,17 @@
-"""Training augmentation: flips and shifts on tensors, and optional in-the-wild degradations."""
+"""Training augmentation: flips and shifts on tensors, optional in-the-wild degradations, and the
+codec chain that every native-resolution training view goes through."""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from aivsreal.data.perturb import gaussian_blur, jpeg, rescale
+from aivsreal.data.crops import random_crop
+from aivsreal.data.perturb import gaussian_blur, gaussian_noise, jpeg, rescale
 
 
 def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -57,3 +62,39 @@ def degrade(images: np.ndarray, share: float, rng: np.random.Generator) -> np.nd
         else:
             out[i] = rescale(one, float(rng.uniform(0.5, 0.9)))[0]
     return out
+
+
+@dataclass(frozen=True)
+class CodecChain:
+    """One random chain every training view goes through, REAL and FAKE alike (B-Free; Wang et al. 2020).
+
+    In real-world data the file format, JPEG tables and image size separate the classes on their
+    own (one published detector learned "JPEG = real"). Passing every view through the same
+    random rescale, blur, noise and a final JPEG re-encode at a random quality takes those cues
+    away: what is left to learn is in the pixels. Stored in the model file with the recipe.
+    """
+
+    scale: tuple[float, float] = (0.5, 1.0)  # resize the whole image by this factor first, p_scale of the time
+    p_scale: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 1.2)
+    p_blur: float = 0.2
+    noise_sigma: tuple[float, float] = (1.0, 4.0)
+    p_noise: float = 0.2
+    jpeg_quality: tuple[int, int] = (65, 100)  # every view is re-encoded last
+
+    def view(self, pixels: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+        """A random native `crop` x `crop` training view of an HxWx3 uint8 image."""
+        if rng.random() < self.p_scale:
+            h, w = pixels.shape[:2]
+            f = rng.uniform(*self.scale)
+            size = (max(1, round(w * f)), max(1, round(h * f)))
+            pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC))
+        x = random_crop(pixels, crop, rng)[None]
+        if rng.random() < self.p_blur:
+            x = gaussian_blur(x, float(rng.uniform(*self.blur_sigma)))
+        if rng.random() < self.p_noise:
+            x = gaussian_noise(x, float(rng.uniform(*self.noise_sigma)), seed=int(rng.integers(2**31)))
+        return jpeg(x, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))[0]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,265 @@
+"""Detectors on real-world images, scored only on sources held out of training.
+
+    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
+
+Protocol (issue 13): group k-fold over the `source` column (evaluate/folds.py: whole sources held
+out, each fold holding out REAL and FAKE sources). Two test conditions:
+- as is: the file as stored, native-resolution 224 px crops covering it (up to 2x2, features averaged);
+- same codec: a native 448 px centre crop re-encoded as JPEG q90, REAL and FAKE alike, then its
+  2x2 crops. The headline: a format or size shortcut cannot help here.
+Contenders, all on the same test images:
+- `lite0 probe`: frozen ImageNet EfficientNet-Lite0, global-average-pooled output of every stage and
+  the head (2,064 values), logistic regression (C chosen per fold by group CV inside its training
+  sources, never on the held-out ones). Training views: two
+  random native 224 crops per image through the codec chain (train/augment.CodecChain: random
+  rescale, blur, noise, JPEG q65-100), the same for REAL and FAKE;
+- `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
+- `cifake` (bundled, CIFAKE-trained `fast`): the whole image or crop shrunk to 32 px;
+- `size/format/bytes`: gradient boosting on (width, height, format, file size) only: the shortcut.
+Writes benchmarks/results/wild.{json,md}. Features are cached in --cache (delete to recompute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import platform
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from aivsreal.data.crops import centre_crop, tiles
+from aivsreal.data.images import decode_native, read_limited
+from aivsreal.data.perturb import jpeg_bytes
+from aivsreal.evaluate.folds import source_folds
+from aivsreal.models.efficientnet_lite0 import LITE_MEAN, LITE_STD, imagenet_model
+from aivsreal.predict.detector import Detector
+from aivsreal.train.augment import CodecChain
+
+RESULTS = Path(__file__).parent / "results"
+CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
+C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+
+
+class StageFeatures(torch.nn.Module):
+    """Frozen Lite0: the global average of every stage's output and of the head: 2,064 values."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = imagenet_model().eval()
+        self.register_buffer("mean", torch.tensor(LITE_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(LITE_STD).view(1, 3, 1, 1) * 255)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.bn1(n.conv_stem((x - self.mean) / self.std))
+        pooled = []
+        for stage in n.blocks:
+            x = stage(x)
+            pooled.append(x.mean((2, 3)))
+        pooled.append(n.bn2(n.conv_head(x)).mean((2, 3)))
+        return torch.cat(pooled, 1).float()
+
+
+def embed(model: StageFeatures, crops: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return model(x.contiguous(memory_format=torch.channels_last)).numpy()
+
+
+def features_for(rows: list[dict], root: Path, cache: Path) -> dict[str, np.ndarray]:
+    """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs."""
+    if cache.exists():
+        return dict(np.load(cache))
+    model = StageFeatures().to(memory_format=torch.channels_last)
+    chain, rng = CodecChain(), np.random.default_rng(0)
+    out = defaultdict(list)
+    started = time.time()
+    for i, row in enumerate(rows):
+        data = read_limited(root / row["relpath"])
+        px = decode_native(data)
+        same = centre_crop(px, SAME_CODEC_CROP)
+        same_bytes = jpeg_bytes(np.ascontiguousarray(same), 90)
+        same_px = np.asarray(Image.open(io.BytesIO(same_bytes)).convert("RGB"))
+        views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
+        plain = np.stack([tiles(px, CROP, 9)[int(rng.integers(len(tiles(px, CROP, 9))))] for _ in range(VIEWS)])
+        batch = np.concatenate([views, plain, tiles(px, CROP, TILES), tiles(same_px, CROP, TILES)])
+        f = embed(model, batch)
+        n_as, n_same = len(tiles(px, CROP, TILES)), len(tiles(same_px, CROP, TILES))
+        out["chain"].append(f[:VIEWS])
+        out["plain"].append(f[VIEWS : 2 * VIEWS])
+        out["as_is"].append(f[2 * VIEWS : 2 * VIEWS + n_as].mean(0))
+        out["same_codec"].append(f[2 * VIEWS + n_as : 2 * VIEWS + n_as + n_same].mean(0))
+        fmt = Image.open(io.BytesIO(data)).format
+        out["meta_as_is"].append([px.shape[1], px.shape[0], np.log(len(data)), *[fmt == f_ for f_ in FORMATS]])
+        out["meta_same_codec"].append([same.shape[1], same.shape[0], np.log(len(same_bytes)), 1, 0, 0, 0, 0, 0])
+        out["same_codec_bytes"].append(np.frombuffer(same_bytes, np.uint8))
+        if i % 200 == 0:
+            print(f"features {i}/{len(rows)}, {time.time() - started:.0f} s", flush=True)
+    arrays = {k: np.stack(v) for k, v in out.items() if k != "same_codec_bytes"}
+    lengths = np.array([len(b) for b in out["same_codec_bytes"]])
+    arrays["same_codec_bytes"] = np.concatenate(out["same_codec_bytes"])
+    arrays["same_codec_lengths"] = lengths
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **arrays)
+    return arrays
+
+
+def probe(train_x: np.ndarray, train_y: np.ndarray, c: float) -> object:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced")).fit(
+        train_x, train_y)
+
+
+def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> float:
+    """C by group cross-validation inside the training sources only (3 inner folds, same-codec-like views)."""
+    inner = source_folds(list(sources), labels, k=3)
+    scores = []
+    for c in C_GRID:
+        p = np.zeros(len(labels))
+        for f in range(3):
+            fit, held = inner != f, inner == f
+            model = probe(views[fit].reshape(-1, views.shape[-1]), np.repeat(labels[fit], views.shape[1]), c)
+            p[held] = model.predict_proba(views[held].mean(1))[:, 1]
+        scores.append(roc_auc_score(labels, p))
+    return C_GRID[int(np.argmax(scores))]
+
+
+def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str,
+                   sources: np.ndarray, chosen: list[float]) -> dict[str, np.ndarray]:
+    """P(fake) per image and condition, each from the fold that held its source out."""
+    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    for f in range(folds.max() + 1):
+        train, test = folds != f, folds == f
+        c = inner_c(feats[views][train], labels[train], sources[train])
+        chosen.append(c)
+        x = feats[views][train].reshape(-1, feats[views].shape[-1])
+        model = probe(x, np.repeat(labels[train], feats[views].shape[1]), c)
+        for cond in p:
+            p[cond][test] = model.predict_proba(feats[cond][test])[:, 1]
+    return p
+
+
+def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
+    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    for f in range(folds.max() + 1):
+        train, test = folds != f, folds == f
+        for cond in p:
+            x = feats[f"meta_{cond}"]
+            model = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(x[train], labels[train])
+            p[cond][test] = model.predict_proba(x[test])[:, 1]
+    return p
+
+
+def cifake_scores(rows: list[dict], root: Path, feats: dict) -> dict[str, np.ndarray]:
+    det = Detector.load("cifake", device="cpu")
+    ends = np.cumsum(feats["same_codec_lengths"])
+    blobs = [feats["same_codec_bytes"][e - n : e].tobytes() for e, n in zip(ends, feats["same_codec_lengths"],
+                                                                             strict=True)]
+    as_is = [p.p_fake for p in det.predict([read_limited(root / r["relpath"]) for r in rows])]
+    same = [p.p_fake for p in det.predict(blobs)]
+    return {"as_is": np.array(as_is, dtype=float), "same_codec": np.array(same, dtype=float)}
+
+
+def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
+    """Pooled AUC and accuracy at 0.5; per source and per family: AUC against the other class, recall."""
+    real, fake = labels == 0, labels == 1
+    out = {"pooled_auc": float(roc_auc_score(labels, p)),
+           "pooled_accuracy": float(np.mean((p >= 0.5) == labels)), "per_source": {}, "per_family": {}}
+    for key, name in (("source", "per_source"), ("family", "per_family")):
+        groups = np.array([r[key] if r["cls"] == "FAKE" or key == "source" else "REAL" for r in rows])
+        for g in sorted(set(groups)):
+            sel = groups == g
+            for cls in (0, 1):
+                mine = sel & (labels == cls)
+                if not mine.any():
+                    continue
+                other = fake if cls == 0 else real
+                idx = mine | other
+                auc = roc_auc_score(labels[idx], p[idx])
+                out[name][g if cls == 1 or key == "family" else f"{g} (REAL)"] = {
+                    "n": int(mine.sum()), "auc_vs_other_class": round(float(auc), 4),
+                    ("fake_recall" if cls else "real_kept"): round(float(np.mean((p[mine] >= 0.5) == cls)), 4)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wild", required=True, help="the extracted set (OUT of extract.sh)")
+    ap.add_argument("--labels", required=True, help="labels.csv beside the recipe")
+    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
+    args = ap.parse_args()
+    started = time.time()
+    root = Path(args.wild).expanduser()
+    rows = list(csv.DictReader(open(args.labels)))
+    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    folds = source_folds([r["source"] for r in rows], labels)
+    feats = features_for(rows, root, Path(args.cache))
+    sources = np.array([r["source"] for r in rows])
+    chosen: dict[str, list[float]] = {"chain": [], "plain": []}
+    contenders = {
+        "lite0 probe (codec chain)": cross_validate(feats, labels, folds, "chain", sources, chosen["chain"]),
+        "lite0 probe (plain crops)": cross_validate(feats, labels, folds, "plain", sources, chosen["plain"]),
+        "size/format/bytes only": shortcut(feats, labels, folds),
+        "cifake (bundled, 32 px)": cifake_scores(rows, root, feats),
+    }
+    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
+              "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+              "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
+                                                             if k == f}) for f in range(folds.max() + 1)},
+              "probe_c_per_fold": chosen,
+              "contenders": {name: {cond: summarise(p, labels, rows) for cond, p in ps.items()}
+                             for name, ps in contenders.items()}}
+    best = result["contenders"]["lite0 probe (codec chain)"]
+    result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
+    result["as_is"] = {"pooled_auc": best["as_is"]["pooled_auc"]}
+    result["minutes"] = round((time.time() - started) / 60, 1)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "wild.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "wild.md").write_text(markdown(result))
+    print((RESULTS / "wild.md").read_text())
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min; computing the "
+             "features, 6 forward passes of 224 px crops per image, took 8.8 min when they were not cached)",
+             "", f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
+             f"(probe C per fold, from inner CV: {r['probe_c_per_fold']['chain']}):", ""]
+    lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]
+    lines += ["", "## Pooled over the held-out folds", "",
+              "| contender | same codec AUC | same codec acc | as is AUC | as is acc |", "|---|---|---|---|---|"]
+    for name, c in r["contenders"].items():
+        same, as_is = c["same_codec"], c["as_is"]
+        lines.append(f"| {name} | **{same['pooled_auc']:.3f}** | {same['pooled_accuracy']:.3f} "
+                     f"| {as_is['pooled_auc']:.3f} | {as_is['pooled_accuracy']:.3f} |")
+    for key, title in (("per_source", "Per held-out source"),
+                       ("per_family", "Per generator family (FAKE) vs all REAL")):
+        lines += ["", f"## {title}: same codec, lite0 probe (codec chain) vs the shortcut", "",
+                  "| group | n | AUC vs other class | FAKE recall / REAL kept | shortcut AUC |",
+                  "|---|---|---|---|---|"]
+        ours = r["contenders"]["lite0 probe (codec chain)"]["same_codec"][key]
+        theirs = r["contenders"]["size/format/bytes only"]["same_codec"][key]
+        for g, m in ours.items():
+            kept = m.get("fake_recall", m.get("real_kept"))
+            lines.append(f"| {g} | {m['n']} | {m['auc_vs_other_class']:.3f} | {kept:.3f} | "
+                         f"{theirs[g]['auc_vs_other_class']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

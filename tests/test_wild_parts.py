@@ -1,0 +1,89 @@
+"""The parts of the native-resolution path: source folds, native crops and tiles, the codec chain."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aivsreal.data.crops import centre_crop, crop_note, random_crop, tile_origins, tiles
+from aivsreal.data.images import decode_native
+from aivsreal.evaluate.folds import source_folds
+from aivsreal.train.augment import CodecChain
+
+
+def test_folds_never_share_a_source_and_hold_out_both_classes():
+    rng = np.random.default_rng(0)
+    sources, labels = [], []
+    for i, (cls, n) in enumerate([(0, 300), (0, 80), (0, 40), (0, 12), (1, 500), (1, 200), (1, 30), (1, 20),
+                                  (1, 7), (1, 3)]):
+        sources += [f"s{i}"] * n
+        labels += [cls] * n
+    sources += ["mixed"] * 10  # a source with both classes stays whole
+    labels += list(rng.integers(0, 2, 10))
+    labels = np.array(labels)
+    folds = source_folds(sources, labels, k=4)
+    names = np.array(sources)
+    for f in range(4):
+        test, train = folds == f, folds != f
+        assert set(names[test]).isdisjoint(set(names[train]))
+        assert set(labels[test]) == {0, 1}
+    assert (folds >= 0).all()
+    with pytest.raises(ValueError, match="need at least 7"):  # at most 5 mostly-REAL sources here
+        source_folds(sources, labels, k=7)
+
+
+def checkerboard(h, w):
+    return np.repeat(((np.indices((h, w)).sum(0) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_crops_are_native_a_checkerboard_survives():
+    board = checkerboard(600, 400)
+    rng = np.random.default_rng(0)
+    for crop in (random_crop(board, 224, rng), centre_crop(board, 224), *tiles(board, 224)):
+        assert crop.shape == (224, 224, 3)
+        diffs = np.abs(np.diff(crop[..., 0].astype(int), axis=1))
+        assert (diffs == 255).all()  # every neighbour differs by full contrast: nothing was resampled
+
+
+def test_small_images_are_padded_not_scaled_and_said_so():
+    small = checkerboard(100, 150)
+    crop = centre_crop(small, 224)
+    assert crop.shape == (224, 224, 3) and np.array_equal(crop[:100, :150], small)
+    assert "padded by reflection" in crop_note(100, 150, 224) and crop_note(300, 300, 224) is None
+
+
+@pytest.mark.parametrize("h, w", [(224, 224), (300, 500), (1000, 700), (4000, 3000)])
+def test_tiles_cover_the_image_up_to_the_cap(h, w):
+    origins = tile_origins(h, w, 224, max_tiles=9)
+    assert 1 <= len(origins) <= 9
+    assert all(0 <= y <= h - 224 and 0 <= x <= w - 224 for y, x in origins)
+    covered = np.zeros((h, w), bool)
+    for y, x in origins:
+        covered[y : y + 224, x : x + 224] = True
+    if max(h, w) <= 3 * 224:
+        assert covered.all()
+    else:  # past the cap the crops are spread from edge to edge
+        assert covered[0, 0] and covered[-1, -1]
+
+
+def test_codec_chain_is_the_same_random_process_for_every_image():
+    chain = CodecChain(p_scale=0.0)
+    image = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    a = chain.view(image, 224, np.random.default_rng(7))
+    assert np.array_equal(a, chain.view(image, 224, np.random.default_rng(7))) and a.shape == (224, 224, 3)
+    # the chain never sees a label: REAL and FAKE views come from the same random process
+    assert "label" not in CodecChain.view.__code__.co_varnames
+    # every view is re-encoded (JPEG last): the crop it started from is not what comes out
+    assert not np.array_equal(a, random_crop(image, 224, np.random.default_rng(7)))
+    jpegs = {tuple(chain.view(image, 224, np.random.default_rng(s))[0, 0]) for s in range(8)}
+    assert len(jpegs) > 1  # qualities and crops vary between draws
+
+
+def test_decode_native_keeps_the_resolution():
+    buf = io.BytesIO()
+    Image.fromarray(checkerboard(321, 123)).save(buf, "PNG")
+    px = decode_native(buf.getvalue())
+    assert px.shape == (321, 123, 3) and np.array_equal(px, checkerboard(321, 123))

@@ -57,6 +57,8 @@ def test_report_is_self_contained_and_has_every_section(report):
         assert f"<h2>{heading}" in page, heading
     assert "JPEG q50" in page and "seed notebook" in page and "ECE" in page
     assert "aivsreal report --model" in page  # how to make it again
+    assert "domain_flagged" in page and "test images flagged out of domain" in page  # the domain check per split
+    assert re.search(r"(in domain|outside the training domain).{0,20}\(score \d", page)  # and per example
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not found at {CHROMIUM}")

@@ -45,7 +45,7 @@ def most_confident(labels: np.ndarray, p_fake: np.ndarray, threshold: float, k: 
 
 
 def gradcam_examples(explainer: Explainer, test: DecodedSplit, p_fake: np.ndarray, folder: Path,
-                     k: int = 4) -> dict[str, list[CamExample]]:
+                     k: int = 4, domain_score: np.ndarray | None = None) -> dict[str, list[CamExample]]:
     folder.mkdir(parents=True, exist_ok=True)
     det = explainer.det
     groups = most_confident(test.labels, p_fake, det.threshold, k)
@@ -58,8 +58,9 @@ def gradcam_examples(explainer: Explainer, test: DecodedSplit, p_fake: np.ndarra
         for i in idx.tolist():
             png = folder / f"test_{i:06d}.png"
             png.write_bytes(png_bytes(side_by_side(test.images[i], cam_of[i], size=160)))
+            domain = None if domain_score is None else float(domain_score[i])
             examples[title].append(CamExample(png, test.names[i], "FAKE" if test.labels[i] else "REAL",
-                                              det.label(float(p_fake[i])), float(p_fake[i])))
+                                              det.label(float(p_fake[i])), float(p_fake[i]), domain))
     return examples
 
 
@@ -76,7 +77,7 @@ def build_report(model_path: str | Path, out_dir: str | Path | None, data: DataO
     rows = measure_robustness(det, test, out, clean_p_fake=p_fake)
     log.info("Grad-CAM: %d most confident right and wrong test images per class", examples)
     explainer = Explainer(det)
-    cams = gradcam_examples(explainer, test, p_fake, out / "gradcam", examples)
+    cams = gradcam_examples(explainer, test, p_fake, out / "gradcam", examples, ev.scores["test"].domain_score)
     page = html.render(summary, out, rows, cams, explainer.layer, command)
     path = out / "report.html"
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))

@@ -45,6 +45,7 @@ class CamExample:
     true_label: str
     predicted: str
     p_fake: float
+    domain_score: float | None = None  # the feature score (> 1: unlike the training images), if the model has one
 
 
 def data_uri(png: Path) -> str:
@@ -133,10 +134,18 @@ def _gradcam_section(groups: dict[str, list[CamExample]], layer: str) -> str:
             parts.append('<p class="muted">none</p>')
             continue
         figs = [f"<figure>{_img(e.png, e.source)}<figcaption>{html.escape(Path(e.source).name)}: true "
-                f"{e.true_label}, predicted {e.predicted}, P(FAKE) {e.p_fake:.4f}</figcaption></figure>"
-                for e in examples]
+                f"{e.true_label}, predicted {e.predicted}, P(FAKE) {e.p_fake:.4f}{_domain_note(e)}</figcaption>"
+                "</figure>" for e in examples]
         parts.append(f'<div class="row gallery">{"".join(figs)}</div>')
     return "".join(parts)
+
+
+def _domain_note(e: CamExample) -> str:
+    if e.domain_score is None:
+        return ""
+    if e.domain_score > 1:
+        return f"; <b>outside the training domain</b> (score {e.domain_score:.2f}): unreliable"
+    return f"; in domain (score {e.domain_score:.2f})"
 
 
 def render(summary: dict[str, Any], folder: Path, robustness: list[RobustnessRow],

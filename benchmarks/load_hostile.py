@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from load_test import start_server
+from load_test import run_clients, start_server
 from PIL import Image
 
 RESULTS = Path(__file__).parent / "results"
@@ -140,13 +140,7 @@ def attack(pid: int, port: int, files: dict[str, bytes], args: argparse.Namespac
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_clients(client, args.clients)
     time.sleep(2)
     done.set()
     sampler.join()

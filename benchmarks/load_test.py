@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def start_server(model: str, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
+def run_clients(client: Callable[[int], None], n: int) -> float:
+    """Run `client(k)` for k in 0..n-1 in threads at once; the seconds until the last one ended."""
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -108,13 +120,7 @@ def main() -> None:
                     else:
                         latencies.append(time.perf_counter() - t)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_clients(client, args.clients)
     server.terminate()
     server.wait(timeout=10)
 

@@ -18,6 +18,8 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,30 +52,16 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
     Large images are reduced while decoding (JPEG's DCT scaling, then integer box reduction)
     so memory follows the output size, not the file's.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise BadImageError(
-                        f"image is {im.width}x{im.height}, over the {MAX_PIXELS:,}-pixel limit"
-                    )
-                im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when possible
-                im.load()
-                factor = min(im.width, im.height) // (3 * size)  # keep >= 3x the output for the bicubic
-                if factor >= 2 and im.mode in REDUCIBLE_MODES:
-                    im = im.reduce(factor)
-                im = ImageOps.exif_transpose(im)
-                rgb = _to_rgb(im)
-                if rgb.size != (size, size):
-                    rgb = rgb.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-                return np.asarray(rgb, dtype=np.uint8)
-    except BadImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise BadImageError(f"not a readable image (not one of {', '.join(FORMATS)})") from None
-    except Exception as e:  # noqa: BLE001 - any decoder failure on untrusted bytes is this file's error
-        raise BadImageError(f"not a readable image ({type(e).__name__}: {_short(e)})") from None
+    with _untrusted(data) as im:
+        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when possible
+        im.load()
+        factor = min(im.width, im.height) // (3 * size)  # keep >= 3x the output for the bicubic
+        if factor >= 2 and im.mode in REDUCIBLE_MODES:
+            im = im.reduce(factor)
+        rgb = _to_rgb(ImageOps.exif_transpose(im))
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return np.asarray(rgb, dtype=np.uint8)
 
 
 def decode_native(data: bytes) -> np.ndarray:
@@ -81,13 +69,21 @@ def decode_native(data: bytes) -> np.ndarray:
 
     The same allow-list, pixel limit, EXIF rotation and mode handling as `decode_image`; no resize.
     """
+    with _untrusted(data) as im:
+        return np.asarray(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
+
+
+@contextmanager
+def _untrusted(data: bytes) -> Iterator[Image.Image]:
+    """The image opened with the format allow-list and the pixel limit checked from its header; any
+    failure while it is open (decoding happens there) is this file's BadImageError, nothing else."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise BadImageError(f"image is {im.width}x{im.height}, over the {MAX_PIXELS:,}-pixel limit")
-                return np.asarray(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
+                yield im
     except BadImageError:
         raise
     except Image.UnidentifiedImageError:

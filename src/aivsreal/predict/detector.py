@@ -32,12 +32,6 @@ def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
     return logits_and_features(model, images, device, batch_size, tta, amp)[0]
 
 
-def predict_pixels(model: DetectorNet, images: np.ndarray, device: torch.device, batch_size: int = 256,
-                   tta: bool = False, amp: bool = True, temperature: float = 1.0) -> np.ndarray:
-    """P(FAKE) = sigmoid(logit / temperature); the temperature comes from `--calibrate`."""
-    return sigmoid(predict_logits(model, images, device, batch_size, tta, amp) / temperature)
-
-
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]  # pixels -> P(FAKE), features
 
 
@@ -60,11 +54,6 @@ class Prediction:
     in_domain: bool | None = None  # None: unreadable, or a model without a domain check (before 0.2)
     domain_score: float | None = None  # > 1: unlike the training images (see models/domain.py)
     domain_reason: str | None = None  # one line when out of domain
-
-    @property
-    def reliable(self) -> bool:
-        """A verdict on an image like the training data (unknown counts as reliable: older models)."""
-        return self.label is not None and self.in_domain is not False
 
 
 def combine_views(p_fake: np.ndarray, features: np.ndarray | None,

@@ -88,3 +88,19 @@ def test_onnx_applies_the_stored_temperature(trained, tmp_path):
     logit = np.log(before / (1 - before))
     assert np.abs(onnx_p - 1 / (1 + np.exp(-logit / 2.5))).max() <= 1e-3
     assert onnx_det.meta.temperature == 2.5
+
+
+def test_onnx_carries_the_domain_check(trained, tmp_path):
+    """The ONNX graph outputs the features and its metadata the check: the same flags as PyTorch."""
+    model_path, data = trained
+    onnx_path = export_onnx(model_path, tmp_path / "m.onnx")
+    images = [*real_images(data, 8), np.full((600, 800, 3), 90, np.uint8),
+              np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    torch_preds = Detector.load(model_path, device="cpu", precision="fp32").predict(images)
+    onnx_det = Detector.load(onnx_path, backend="onnx")
+    onnx_preds = onnx_det.predict(images)
+    assert onnx_det.meta.domain is not None
+    assert [p.in_domain for p in onnx_preds] == [p.in_domain for p in torch_preds]
+    assert onnx_preds[-2].in_domain is False and "800x600" in onnx_preds[-2].domain_reason
+    scores = [(a.domain_score, b.domain_score) for a, b in zip(onnx_preds, torch_preds, strict=True)]
+    assert all(abs(a - b) <= 1e-2 * max(1.0, abs(b)) for a, b in scores)

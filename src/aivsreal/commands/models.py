@@ -16,7 +16,7 @@ def describe_models() -> str:
         test = meta.summary.get("metrics", {}).get("test", {})
         data = meta.summary.get("data", {})
         size = sum(f.stat().st_size for f in source.path.iterdir() if f.is_file())
-        domain = f"{meta.domain.short_side[0]:.0f}-{meta.domain.short_side[1]:.0f} px" if meta.domain else "unchecked"
+        domain = f"{meta.domain.describe_sizes()} px" if meta.domain else "unchecked"
         rows.append(f"| {name}{' (default)' if name == DEFAULT_MODEL else ''} | {network.config.name} | "
                     f"{meta.summary.get('trained_on', data.get('path', '?'))} | {number_cell(test.get('accuracy'))} | "
                     f"{number_cell(test.get('roc_auc'))} | {domain} | {size / 2**20:.1f} MB |")

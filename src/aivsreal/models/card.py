@@ -48,7 +48,7 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
     lines += ["", "## Domain: where its verdicts can be trusted", ""]
     if meta.domain:
         d = meta.domain
-        lines += [f"- Images whose shorter side is {d.short_side[0]:.0f}-{d.short_side[1]:.0f} px as stored "
+        lines += [f"- Images whose shorter side is {d.describe_sizes()} px as stored "
                   f"(up to 2x either way is accepted) and aspect up to {d.aspect[1]:.2f}:1.",
                   f"- Penultimate features within the distance that 99% of validation images stay within "
                   f"(class-conditional Mahalanobis; {d.val_flagged:.1%} of validation flagged).",

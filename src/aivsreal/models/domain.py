@@ -84,14 +84,18 @@ class DomainCheck:
         return max(short / (high * GEOMETRY_SLACK), low / (GEOMETRY_SLACK * short),
                    (long / short) / (self.aspect[1] * ASPECT_SLACK))
 
+    def describe_sizes(self) -> str:
+        """The training images' shorter side: "32", or a range such as "256-2048"."""
+        low, high = self.short_side
+        return f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
+
     def geometry_reason(self, width: int, height: int) -> str | None:
         if self.geometry_score(width, height) <= 1.0:
             return None
         short, long = max(min(width, height), 1), max(width, height)
         low, high = self.short_side
         if short > high * GEOMETRY_SLACK or short < low / GEOMETRY_SLACK:
-            trained = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
-            return (f"image is {width}x{height} px; this model was trained on images of {trained} px "
+            return (f"image is {width}x{height} px; this model was trained on images of {self.describe_sizes()} px "
                     "(shorter side), so its traces were resized away or never there")
         return (f"image is {width}x{height} px, aspect {long / short:.2f}:1; training images were at "
                 f"most {self.aspect[1]:.2f}:1")

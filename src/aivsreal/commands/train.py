@@ -19,6 +19,7 @@ from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
+from aivsreal.train.compute import train_flops_per_image
 from aivsreal.train.domain import fit_domain
 from aivsreal.train.loop import TrainConfig, train
 
@@ -54,13 +55,16 @@ def train_and_evaluate(
         distributed.finish()
         return {}
     speeds = [h["train_img_per_s"] for h in state.history] or [0.0]
+    flops = train_flops_per_image(model, config.image_size)
+    images_seen = state.epoch * (len(rd.train) // cfg.batch_size) * cfg.batch_size
     summary = summary_of(rd, model, dev, {
         "model": {"name": model_name, "config": config.to_dict(),
                   "params": sum(p.numel() for p in model.parameters()),
                   "pretrained": bool(pretrained or weights)},
         "training": {"config": asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                      "best_val_loss": state.best_val_loss, "seconds": state.seconds,
-                     "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early},
+                     "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early,
+                     "flops_per_image": flops, "images_seen": images_seen, "pflops": flops * images_seen / 1e15},
         "processes": distributed.world_size(),
     })
     meta = ModelMeta(tta=tta, split=rd.recipe, data_fingerprint=rd.fingerprint, summary=summary)

@@ -1,0 +1,25 @@
+"""Training compute: FLOPs per image counted on the real network, recorded by every training run."""
+
+import json
+
+import torch
+
+from aivsreal.models import build_model, default_config
+from aivsreal.train.compute import train_flops_per_image
+
+
+def test_flops_scale_with_the_input_and_leave_the_network_untouched():
+    net = build_model(default_config("fast"))
+    wide = build_model(default_config("fast", input_size=64))  # the network upsamples 32 px images to 64
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    small, large = train_flops_per_image(net, 32), train_flops_per_image(wide, 32)
+    assert 100e6 < small < 300e6  # about 53 MFLOPs forward, twice that backward
+    assert 3.5 < large / small < 4.5  # convolutions: four times the pixels, four times the work
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BN statistics unchanged
+
+
+def test_training_records_its_compute(trained_run):
+    _, run = trained_run
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["images_seen"] == 4 * (172 // 16) * 16  # epochs x full batches
+    assert training["pflops"] == training["flops_per_image"] * training["images_seen"] / 1e15

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -91,6 +93,11 @@ def test_export_hf_and_damaged_folders_are_one_line_errors(model_and_images, tmp
     (tmp_path / "empty").mkdir()
     one_line_error(run_cli("predict", model, "--model", tmp_path / "empty"), "without config.json")
     one_line_error(run_cli("predict", model, "--model", "no-such-detector"), "no model 'no-such-detector'")
+    one_line_error(run_cli("predict", model, "--model", tmp_path / "runs" / "gone"), "not found")
+    (tmp_path / "runs").mkdir()
+    r = subprocess.run([sys.executable, "-m", "aivsreal", "predict", str(model), "--model", "runs/gone"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    one_line_error(r, "model file runs/gone not found")  # a local-looking path is never sent to the Hub
 
 
 def test_model_references_resolve_in_order(model_and_images, tmp_path):

@@ -65,7 +65,8 @@ def resolve_model(ref: str | Path | None) -> ModelSource:
         return ModelSource(path, "folder", path.name)
     if str(ref) in bundled_names():
         return ModelSource(BUNDLED / str(ref), "bundled", str(ref))
-    if path.suffix in MODEL_SUFFIXES or path.is_absolute() or str(ref).startswith("."):
+    if (path.suffix in MODEL_SUFFIXES or path.is_absolute() or str(ref).startswith(".")
+            or Path(path.parts[0]).is_dir()):  # runs/fast: a local path that is not there, not a Hub id
         raise AivsrealError(f"model file {ref} not found")
     if REPO_ID.match(str(ref)):
         return ModelSource(_download(str(ref)), "hub", str(ref).replace("/", "--"))

@@ -5,8 +5,7 @@ Generator traces live in the finest pixel structure; shrinking a 2000 px photo t
 shortcut). So models for images in the wild read crops at native resolution: one random crop per
 training view, a deterministic grid of crops at evaluation and inference, logits averaged.
 
-An image smaller than the crop on a side is padded by reflection on that side (never scaled up);
-`crop_note` says so, so reports can count such images.
+An image smaller than the crop on a side is padded by reflection on that side (never scaled up).
 """
 
 from __future__ import annotations
@@ -64,12 +63,6 @@ def tiles(pixels: np.ndarray, size: int, max_tiles: int = MAX_TILES) -> np.ndarr
     """(T, size, size, 3) native crops covering the image, for the logits to be averaged."""
     px = pad_to(pixels, size)
     return np.stack([px[y : y + size, x : x + size] for y, x in tile_origins(*px.shape[:2], size, max_tiles)])
-
-
-def crop_note(height: int, width: int, size: int) -> str | None:
-    if height < size or width < size:
-        return f"{width}x{height} is smaller than the {size} px crop: padded by reflection"
-    return None
 
 
 def decode_views(data: bytes, image_size: int, crop: int | None = None,

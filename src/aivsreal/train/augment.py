@@ -3,7 +3,7 @@ codec chain that every native-resolution training view goes through."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class CodecChain:
     In real-world data the file format, JPEG tables and image size separate the classes on their
     own (one published detector learned "JPEG = real"). Passing every view through the same
     random rescale, blur, noise and a final JPEG re-encode at a random quality takes those cues
-    away: what is left to learn is in the pixels. Stored in the model file with the recipe.
+    away: what is left to learn is in the pixels. benchmarks/wild.py trains its probes on such views.
     """
 
     scale: tuple[float, float] = (0.5, 1.0)  # resize the whole image by this factor first, p_scale of the time
@@ -95,6 +95,3 @@ class CodecChain:
         if rng.random() < self.p_noise:
             x = gaussian_noise(x, float(rng.uniform(*self.noise_sigma)), seed=int(rng.integers(2**31)))
         return jpeg(x, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))[0]
-
-    def to_dict(self) -> dict:
-        return asdict(self)

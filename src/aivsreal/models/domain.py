@@ -1,8 +1,9 @@
 """Is an image like the ones this model was trained on? Two signals, fitted at training time.
 
 A detector's verdict is only as good as the match between an image and its training data: a
-model trained on 32x32 CIFAKE images scores phone photos and Midjourney renders at chance, yet
-just as confidently. So every verdict carries a domain check:
+model trained on 32x32 CIFAKE images scores phone photos and Midjourney renders through the
+shrinking that erases what it learned (what it still gets right there, size and format shortcuts
+can explain), yet just as confidently. So every verdict carries a domain check:
 
 - geometry: the image's shorter side and aspect ratio against the range seen in training. A
   4000 px photo shrunk to 32 px has lost exactly the pixel-level traces a detector reads
@@ -34,7 +35,7 @@ ASPECT_SLACK = 1.25
 @dataclass(frozen=True)
 class DomainVerdict:
     in_domain: bool
-    score: float  # feature distance / threshold: > 1 is out of domain (nan when not computed)
+    score: float  # the domain score (see the module docstring): > 1 is out of domain; nan when unknown
     reason: str | None  # one line when out of domain
 
 

@@ -118,7 +118,7 @@ def main() -> None:
     knn_threshold = float(np.quantile(knn_score(train_feats, val_feats), 0.99))
 
     test_p, test_f = features(rd.test.images)
-    test_maha = check.distance(test_f) / check.threshold
+    test_maha = check.feature_score(test_f)
     # CIFAKE's images are all stored at 32x32: their geometry is the training set's
     test_combined = np.array([v.score for v in check.assess(test_f, [(32, 32)] * len(test_f))])
     test_knn = knn_score(train_feats, test_f) / knn_threshold
@@ -147,7 +147,7 @@ def main() -> None:
             p, f = features(pixels)
             verdicts = check.assess(f, sizes)
             combined = np.array([v.score for v in verdicts])
-            maha = check.distance(f) / check.threshold
+            maha = check.feature_score(f)
             knn = knn_score(train_feats, f) / knn_threshold
             y = np.r_[np.zeros(len(test_maha)), np.ones(len(maha))]
             labels = np.array(labels)

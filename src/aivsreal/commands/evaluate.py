@@ -43,7 +43,7 @@ class SavedRun:
 def load_saved(model_path: str | Path, data: DataOptions, device: str = "auto") -> SavedRun:
     """The model, and the splits rebuilt from the recipe stored with it (never seed 0 by default)."""
     source = resolve_model(model_path)
-    network, meta = load_model(model_path)
+    network, meta = load_model(source)
     dev = resolve_device(device)
     rd = data.for_model(meta.split).load(network.config.image_size)
     if meta.data_fingerprint and meta.data_fingerprint != rd.fingerprint:

@@ -15,10 +15,10 @@ def export_model(model_path: str | Path, fmt: str = "onnx", out: str | Path | No
     source = resolve_model(model_path)
     default = source.run_dir / source.name if source.kind != "file" else source.path.with_suffix("")
     if fmt == "onnx":
-        return export_onnx(model_path, out or default.with_name(default.name + ".onnx"))
+        return export_onnx(source, out or default.with_name(default.name + ".onnx"))
     if fmt == "hf":
         from aivsreal.predict.detector import Detector
 
-        return Detector.load(model_path, device="cpu").save_pretrained(out or default.with_name(default.name + "-hf"),
+        return Detector.load(source, device="cpu").save_pretrained(out or default.with_name(default.name + "-hf"),
                                                                        half=half)
     raise AivsrealError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aivsreal.models.card import model_card, number_cell
+from aivsreal.models.card import card_of, number_cell
 from aivsreal.models.hub import DEFAULT_MODEL, bundled_names, load_model, resolve_model
 
 
@@ -12,7 +12,7 @@ def describe_models() -> str:
             "|---|---|---|---|---|---|---|"]
     for name in bundled_names():
         source = resolve_model(name)
-        network, meta = load_model(name)
+        network, meta = load_model(source)
         test = meta.summary.get("metrics", {}).get("test", {})
         data = meta.summary.get("data", {})
         size = sum(f.stat().st_size for f in source.path.iterdir() if f.is_file())
@@ -28,8 +28,6 @@ def describe_models() -> str:
 def show_card(ref: str) -> str:
     """The card stored with a detector, or one made from a model file's own metadata."""
     source = resolve_model(ref)
-    if source.card:
-        return source.card
-    network, meta = load_model(ref)
-    return model_card(source.name, network.config, meta)
+    network, meta = load_model(source)
+    return card_of(source, network.config, meta)
 

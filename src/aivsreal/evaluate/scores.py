@@ -29,7 +29,7 @@ class SplitScores:
     p_fake: np.ndarray  # as the model file says to read it (temperature applied)
     names: list[str]
     p_fake_before_temperature: np.ndarray | None = None  # only when a temperature was fitted
-    domain_score: np.ndarray | None = None  # feature distance / threshold (> 1: out of domain), if the model has one
+    domain_score: np.ndarray | None = None  # the feature score (> 1: out of domain), if the model has a check
 
 
 @dataclass
@@ -50,7 +50,7 @@ def score_splits(model: DetectorNet, splits: dict[str, DecodedSplit], device: to
         ev.metrics[name] = binary_metrics(data.labels, p_fake, meta.threshold)
         domain = None
         if meta.domain is not None and len(features):
-            domain = meta.domain.distance(features) / meta.domain.threshold
+            domain = meta.domain.feature_score(features)
             # the feature half of the check; these images were decoded at the model's size already
             ev.metrics[name]["domain_flagged"] = float(np.mean(domain > 1.0))
         before = None

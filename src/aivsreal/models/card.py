@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aivsreal.models.file import ModelMeta
+from aivsreal.models.hub import ModelSource
 from aivsreal.models.network import ModelConfig
 
 SPLITS = ("train", "val", "test", "test (no train duplicates)")
@@ -60,6 +61,11 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
     if extra:
         lines += ["", extra.strip()]
     return "\n".join(lines) + "\n"
+
+
+def card_of(source: ModelSource, config: ModelConfig, meta: ModelMeta) -> str:
+    """The card stored with a detector, or one made from the model's own metadata."""
+    return source.card or model_card(source.name, config, meta)
 
 
 def _is_num(x: Any) -> bool:

@@ -78,6 +78,10 @@ class DomainCheck:
         d2 = [np.einsum("nd,de,ne->n", f - m, p, f - m) for m in self.means.astype(np.float64)]
         return np.sqrt(np.maximum(np.minimum(*d2), 0.0))
 
+    def feature_score(self, features: np.ndarray) -> np.ndarray:
+        """The distance in units of the threshold: > 1 is out of domain."""
+        return self.distance(features) / self.threshold
+
     def geometry_score(self, width: int, height: int) -> float:
         """How far the stored size is outside the accepted range: > 1 is outside (scale or aspect)."""
         short, long = max(min(width, height), 1), max(width, height)
@@ -103,8 +107,7 @@ class DomainCheck:
 
     def assess(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict]:
         """One verdict per image; `sizes` may hold None where the original size is unknown."""
-        scores = (self.distance(features) / self.threshold if features is not None
-                  else np.full(len(sizes), np.nan))
+        scores = self.feature_score(features) if features is not None else np.full(len(sizes), np.nan)
         out = []
         for feature_score, size in zip(scores, sizes, strict=True):
             reason = self.geometry_reason(*size) if size else None

@@ -52,8 +52,14 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in BUNDLED.iterdir() if (p / CONFIG).is_file()) if BUNDLED.is_dir() else []
 
 
-def resolve_model(ref: str | Path | None) -> ModelSource:
-    """The model a user means; None is the default bundled detector."""
+ModelRef = str | Path | ModelSource | None
+
+
+def resolve_model(ref: ModelRef) -> ModelSource:
+    """The model a user means; None is the default bundled detector. A ModelSource is already resolved:
+    callers that need its folder and its weights resolve once (a Hub id is not looked up twice)."""
+    if isinstance(ref, ModelSource):
+        return ref
     ref = DEFAULT_MODEL if ref is None else ref
     path = Path(ref)
     if path.is_file():
@@ -86,7 +92,7 @@ def _download(repo_id: str) -> Path:
                             "download the folder and pass its path") from None
 
 
-def load_model(ref: str | Path | None) -> tuple[DetectorNet, ModelMeta]:
+def load_model(ref: ModelRef) -> tuple[DetectorNet, ModelMeta]:
     """Any model reference -> the network in eval mode and its metadata."""
     source = resolve_model(ref)
     return load_model_file(source.path) if source.kind == "file" else load_pretrained(source.path)

@@ -19,7 +19,7 @@ from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.card import model_card
 from aivsreal.models.domain import DomainVerdict
 from aivsreal.models.file import ModelMeta, verdict
-from aivsreal.models.hub import load_model, save_pretrained
+from aivsreal.models.hub import ModelRef, load_model, save_pretrained
 from aivsreal.models.network import logits_and_features
 
 
@@ -102,7 +102,7 @@ class Detector:
         self.network = network
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto", backend: str = "torch",
+    def load(cls, path: ModelRef = None, device: str = "auto", backend: str = "torch",
              precision: str = "bf16") -> Detector:
         """A model file, a saved folder, a bundled detector's name or a Hub repo id; None: the default
         bundled detector. `backend="onnx"` reads a file from `aivsreal export`."""

@@ -21,7 +21,7 @@ from torch import nn
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import CLASS_NAMES, ModelMeta, read_config
-from aivsreal.models.hub import load_model
+from aivsreal.models.hub import ModelRef, load_model, resolve_model
 from aivsreal.models.network import forward_with_features
 
 OPSET = 17
@@ -56,10 +56,11 @@ def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
     }
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
+def export_onnx(model_path: ModelRef, out_path: str | Path) -> Path:
     import onnx
 
-    network, meta = load_model(model_path)
+    source = resolve_model(model_path)
+    network, meta = load_model(source)
     head = ProbabilityHead(network.float().eval(), meta.tta, meta.temperature).eval()
     size = network.config.image_size
     example = torch.rand(2, 3, size, size) * 255
@@ -73,7 +74,7 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> Path:
                               dynamic_axes={"pixels": {0: "batch"}, "p_fake": {0: "batch"}, "features": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
     except Exception as e:
-        raise AivsrealError(f"ONNX export of {model_path} failed ({type(e).__name__}: {e})") from None
+        raise AivsrealError(f"ONNX export of {source.path} failed ({type(e).__name__}: {e})") from None
     model = onnx.load(str(out_path))
     for key, value in onnx_metadata(network, meta).items():
         model.metadata_props.add(key=key, value=value)
@@ -100,10 +101,11 @@ class OnnxScorer:
         except (ValueError, KeyError, TypeError) as e:
             raise AivsrealError(f"{path}: damaged aivsreal metadata in the ONNX file ({type(e).__name__})") from None
         self.meta = ModelMeta.from_dict(stored, str(path))
+        # exports before 0.2 have only p_fake
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in ("p_fake", "features")]
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """P(FAKE), and the features where the file has them (exports before 0.2 have only p_fake)."""
+        """P(FAKE), and the features where the file has them."""
         x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
-        names = [o.name for o in self.session.get_outputs() if o.name in ("p_fake", "features")]
-        out = dict(zip(names, self.session.run(names, {"pixels": x}), strict=True))
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"pixels": x}), strict=True))
         return out["p_fake"].astype(np.float64), out.get("features")

@@ -27,7 +27,7 @@ from aivsreal import __version__
 from aivsreal.data.images import MAX_PIXELS, BadImageError, declared_pixels
 from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
-from aivsreal.models.card import model_card
+from aivsreal.models.card import card_of
 from aivsreal.models.hub import ModelSource, resolve_model
 from aivsreal.predict.detector import Detector, combine_views
 from aivsreal.serve.batcher import BatchingPredictor
@@ -66,7 +66,7 @@ def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
         "domain": None if domain is None else {
             "short_side_px": list(domain.short_side), "max_aspect": domain.aspect[1],
             "feature_threshold": domain.threshold, "val_flagged": domain.val_flagged},
-        "card": source.card or model_card(source.name, det.config, det.meta),
+        "card": card_of(source, det.config, det.meta),
     }
 
 
@@ -74,7 +74,7 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
                body_timeout_s: float = BODY_STALL_S) -> FastAPI:
     """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector."""
     source = resolve_model(model_path)
-    detector = Detector.load(model_path, device=device)
+    detector = Detector.load(source, device=device)
     predictor = BatchingPredictor(detector)
     info = model_info(detector, source)
     explainer = Explainer(detector)

@@ -47,12 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--degrade", type=SHARE, metavar="SHARE",
                    help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    g.add_argument("--no-codec-chain", action="store_true",
+                   help="--crop runs: plain crops, without the JPEG/rescale/blur/noise chain (on by default)")
+    g.add_argument("--workers", type=number(int, 0),
+                   help="--crop runs: processes decoding images ahead (default 2)")
     m = t.add_argument_group("model")
     m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
     m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
     m.add_argument("--image-size", type=number(int, 8, 4096), help="decode/resize images to this size (default 32)")
     m.add_argument("--input-size", type=number(int, 8, 4096),
                    help="size the network sees (efficientnet_lite0 upsamples)")
+    m.add_argument("--crop", type=number(int, 8, 4096), metavar="N",
+                   help="images of any size: train on random native N px crops decoded from disk as needed (never "
+                        "resized; smaller images are reflect-padded), score tiles of N px")
     t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
     t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
     calibration_args(t)
@@ -119,12 +126,13 @@ def cmd_train(args) -> int:
     from aivsreal.commands.train import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "patience": args.patience, "degrade": args.degrade,
+                 "patience": args.patience, "degrade": args.degrade, "workers": args.workers,
+                 "codec_chain": False if args.no_codec_chain else None,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"
     summary = train_and_evaluate(
         args.model, out, _data_options(args), overrides,
-        {"image_size": args.image_size, "input_size": args.input_size},
+        {"image_size": args.image_size, "input_size": args.input_size, "crop": args.crop},
         device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
         tta=not args.no_tta, run_eval=not args.no_eval, calibration=_calibration_options(args),
     )

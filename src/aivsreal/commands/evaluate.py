@@ -45,7 +45,7 @@ def load_saved(model_path: str | Path, data: DataOptions, device: str = "auto") 
     source = resolve_model(model_path)
     network, meta = load_model(source)
     dev = resolve_device(device)
-    rd = data.for_model(meta.split).load(network.config.image_size)
+    rd = data.for_model(meta.split).load(network.config.image_size, network.config.crop)
     if meta.data_fingerprint and meta.data_fingerprint != rd.fingerprint:
         log.warning("data: %s is not the data this model was trained on (fingerprint %s, trained on %s): "
                     "'test' may include images it trained on", rd.path, rd.fingerprint, meta.data_fingerprint)

@@ -13,17 +13,36 @@ import torch
 from aivsreal.commands.evaluate import summary_of, write_evaluation
 from aivsreal.data.splits import DataOptions
 from aivsreal.device import resolve_device
+from aivsreal.errors import AivsrealError
 from aivsreal.evaluate.calibration import CalibrationOptions, calibrate_on_val
 from aivsreal.evaluate.scores import score_splits
 from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
+from aivsreal.models.network import ModelConfig
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
+from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
 from aivsreal.train.domain import fit_domain
 from aivsreal.train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
+
+
+def model_config(model_name: str, overrides: dict[str, Any]) -> ModelConfig:
+    """The family's config with the user's changes; `crop` makes a native-crop model, whose network
+    sees the crop as it is (no resize)."""
+    overrides = dict(overrides)
+    crop = overrides.pop("crop", None)
+    config = default_config(model_name, **overrides)
+    if crop:
+        for key in ("image_size", "input_size"):
+            if overrides.get(key) not in (None, crop):
+                raise AivsrealError(f"--crop {crop} sets the {key.replace('_', ' ')} to {crop}; "
+                                    f"leave out --{key.replace('_', '-')}")
+        config.image_size = config.input_size = crop
+        config.options["crop"] = crop
+    return config
 
 
 def train_and_evaluate(
@@ -42,9 +61,9 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     out = writable_dir(out_dir)
     dev = distributed.init(resolve_device(device))
-    config = default_config(model_name, **model_overrides)
+    config = model_config(model_name, model_overrides)
     cfg = TrainConfig.for_model(train_recipe(model_name), seed=data.recipe.seed, **train_overrides)
-    rd = data.load(config.image_size)
+    rd = data.load(config.image_size, config.crop)
     log.info("data: %d train, %d val, %d test images from %s", len(rd.train), len(rd.val), len(rd.test), rd.path)
     for note in rd.notes:
         log.info("data: %s", note)
@@ -64,7 +83,8 @@ def train_and_evaluate(
         "training": {"config": asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                      "best_val_loss": state.best_val_loss, "seconds": state.seconds,
                      "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early,
-                     "flops_per_image": flops, "images_seen": images_seen, "pflops": flops * images_seen / 1e15},
+                     "flops_per_image": flops, "images_seen": images_seen, "pflops": flops * images_seen / 1e15,
+                     "codec_chain": asdict(CodecChain()) if config.crop and cfg.codec_chain else None},
         "processes": distributed.world_size(),
     })
     meta = ModelMeta(tta=tta, split=rd.recipe, data_fingerprint=rd.fingerprint, summary=summary)

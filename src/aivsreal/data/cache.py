@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from aivsreal.data.images import BadImageError, decode_image
-from aivsreal.data.sources import ImageRef, Split
+from aivsreal.data.sources import ImageRef, Split, read_ref
+from aivsreal.data.stream import CentreCrops
 from aivsreal.errors import AivsrealError
 from aivsreal.safe_io import atomic_write
 
@@ -33,7 +33,7 @@ CHUNK = 2000
 
 @dataclass
 class DecodedSplit:
-    images: np.ndarray  # (N, size, size, 3) uint8
+    images: np.ndarray | CentreCrops  # (N, size, size, 3) uint8; crops read on demand for --crop runs
     labels: np.ndarray  # (N,) int64, 1 = FAKE
     names: list[str]  # where each image came from, for reports and error messages
     skipped: list[str]  # unreadable files that were left out
@@ -74,16 +74,16 @@ def load_split(
         path = Path(cache_dir) / f"{key}.npz"
         cached = _read_cache(path, size, key)
         if cached is not None:
-            _check_skipped(cached.skipped, strict)
+            check_skipped(cached.skipped, strict)
             return cached
     decoded = _decode_all(split, size, workers)
-    _check_skipped(decoded.skipped, strict)
+    check_skipped(decoded.skipped, strict)
     if path is not None:
         _write_cache(path, decoded, key)
     return decoded
 
 
-def _check_skipped(skipped: list[str], strict: bool) -> None:
+def check_skipped(skipped: list[str], strict: bool) -> None:
     if not skipped:
         return
     if strict:
@@ -132,19 +132,11 @@ def _progress(results, total: int):
     bar.close()
 
 
-_open_zips: dict[str, zipfile.ZipFile] = {}
-
-
 def _decode_chunk(refs: list[ImageRef], size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     arrays, good, bad = [], np.zeros(len(refs), dtype=bool), []
     for i, ref in enumerate(refs):
         try:
-            zf = None
-            if ref.in_zip:
-                zf = _open_zips.get(ref.container) or _open_zips.setdefault(
-                    ref.container, zipfile.ZipFile(ref.container)
-                )
-            arrays.append(decode_image(ref.read_bytes(zf), size))
+            arrays.append(decode_image(read_ref(ref), size))
             good[i] = True
         except BadImageError as e:
             bad.append(f"{ref.display} ({e})" if ref.display not in str(e) else str(e))

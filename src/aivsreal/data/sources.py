@@ -57,6 +57,20 @@ class ImageRef:
         return f"{self.container}:{self.name}" if self.in_zip else str(Path(self.container) / self.name)
 
 
+_zips: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+def read_ref(ref: ImageRef) -> bytes:
+    """A ref's bytes. Each process opens a zip once, keyed by its pid: a forked worker must never
+    read through its parent's handle (they would share one file offset)."""
+    if not ref.in_zip:
+        return ref.read_bytes()
+    key = (os.getpid(), ref.container)
+    if key not in _zips:
+        _zips[key] = zipfile.ZipFile(ref.container)
+    return ref.read_bytes(_zips[key])
+
+
 @dataclass
 class Split:
     refs: list[ImageRef]

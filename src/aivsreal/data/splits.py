@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aivsreal.data.cache import DecodedSplit, default_cache_dir, load_split
+from aivsreal.data.cache import DecodedSplit, check_skipped, default_cache_dir, load_split
 from aivsreal.data.download import default_data_path
 from aivsreal.data.sources import (
     Split,
@@ -26,6 +26,7 @@ from aivsreal.data.sources import (
     stored_sizes,
     stratified_split,
 )
+from aivsreal.data.stream import CentreCrops, padded_note, scan, select
 
 log = logging.getLogger(__name__)
 HELD_OUT_TEST_FRACTION = 0.2
@@ -66,7 +67,7 @@ class RunData:
 
 
 def take(d: DecodedSplit, index: np.ndarray) -> DecodedSplit:
-    return DecodedSplit(d.images[index], d.labels[index], [d.names[i] for i in index], d.skipped)
+    return DecodedSplit(select(d.images, index), d.labels[index], [d.names[i] for i in index], d.skipped)
 
 
 def fingerprint(splits: dict[str, Split]) -> str:
@@ -78,7 +79,9 @@ def fingerprint(splits: dict[str, Split]) -> str:
 
 
 def prepare(path: str | Path, image_size: int, cache_dir: Path | None, recipe: SplitRecipe = SplitRecipe(),
-            strict: bool = False) -> RunData:
+            strict: bool = False, crop: int | None = None) -> RunData:
+    """The run's splits: decoded in memory at `image_size`, or, with `crop`, read from disk as they
+    are used (data/stream.py); duplicates are found by pixels, or by file bytes when not decoded."""
     splits = find_splits(path)
     digest = fingerprint(splits)
     seed, limit, held_out = recipe.seed, recipe.limit, recipe.held_out_fraction
@@ -98,23 +101,35 @@ def prepare(path: str | Path, image_size: int, cache_dir: Path | None, recipe: S
     if limit:
         notes.append(f"--limit {limit}: a balanced random subset of at most {limit} images per split")
 
-    train = load_split(train_refs, image_size, cache_dir, strict)
-    test = load_split(test_refs, image_size, cache_dir, strict)
+    if crop:
+        (train, train_hashes, sizes), (test, test_hashes, _) = (on_disk(s, crop, strict)
+                                                                 for s in (train_refs, test_refs))
+        notes += [n for n in [padded_note(sizes, crop)] if n]
+    else:
+        train, test = (load_split(s, image_size, cache_dir, strict) for s in (train_refs, test_refs))
+        train_hashes, test_hashes = pixel_hashes(train.images), pixel_hashes(test.images)
     for name, d in (("train", train), ("test", test)):
         if d.skipped:
             notes.append(f"{len(d.skipped)} unreadable {name} image(s) skipped, e.g. {d.skipped[0]}")
-    train_hashes = pixel_hashes(train.images)
     unique = first_occurrences(train_hashes)
     if len(unique) < len(train):
         notes.append(f"{len(train) - len(unique)} exact duplicate image(s) dropped from train")
         train = take(train, unique)
-    leaked = leaked_mask(pixel_hashes(test.images), train_hashes)
+    leaked = leaked_mask(test_hashes, train_hashes)
     if leaked.any():
         notes.append(f"{int(leaked.sum())} test image(s) are identical to a train image; "
                      "test is also reported without them")
     fit, held = stratified_split(train.labels, recipe.val_fraction, seed)
     return RunData(str(path), take(train, fit), take(train, held), test, leaked, recipe, digest, notes,
                    stored_sizes(train_refs, seed=seed))
+
+
+def on_disk(split: Split, crop: int, strict: bool) -> tuple[DecodedSplit, list[bytes], np.ndarray]:
+    """A split left on disk (its images are lazy centre crops), its byte digests and stored sizes."""
+    kept, sizes, digests, skipped = scan(split)
+    check_skipped(skipped, strict)
+    return DecodedSplit(CentreCrops(kept.refs, crop), kept.labels, [r.display for r in kept.refs], skipped), \
+        digests, sizes
 
 
 @dataclass
@@ -135,10 +150,10 @@ class DataOptions:
             return self
         return replace(self, recipe=recipe, score_limit=self.recipe.limit)
 
-    def load(self, image_size: int) -> RunData:
+    def load(self, image_size: int, crop: int | None = None) -> RunData:
         path = Path(self.path) if self.path else default_data_path()
         cache = None if self.no_cache else Path(self.cache_dir) if self.cache_dir else default_cache_dir()
-        data = prepare(path, image_size, cache, self.recipe, self.strict)
+        data = prepare(path, image_size, cache, self.recipe, self.strict, crop)
         if self.score_limit is None:
             return data
         train, val, test = (balanced_indices(d.labels, self.score_limit, self.recipe.seed)

@@ -31,6 +31,13 @@ class ModelConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     options: dict[str, Any] = field(default_factory=dict)  # model-specific (widths, dropout...)
 
+    @property
+    def crop(self) -> int | None:
+        """Native-crop models (`train --crop N`) read N px crops of an image at its own resolution;
+        the others read the whole image resized to `image_size`."""
+        crop = self.options.get("crop")
+        return int(crop) if crop else None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
@@ -121,9 +128,9 @@ def logits_and_features(model: DetectorNet, images: np.ndarray, device: torch.de
     `amp` runs in bf16 (fp16 on older GPUs): about 2x faster on CPU, P(FAKE) within ~1e-2 of fp32.
     """
     model.eval().to(device)
-    x_all, logits, feats = to_tensor(images), [], []
-    for i in range(0, len(x_all), batch_size):
-        x = pixels_to(x_all[i : i + batch_size], device)
+    logits, feats = [], []
+    for i in range(0, len(images), batch_size):  # slice first: `images` may be lazy (data/stream.CentreCrops)
+        x = pixels_to(to_tensor(images[i : i + batch_size]), device)
         with autocast(device, enabled=amp):
             logit, f = forward_with_features(model, x, tta)
         logits.append(logit.cpu())

@@ -139,9 +139,7 @@ class Detector:
 
     @property
     def crop(self) -> int | None:
-        """Native-crop models read tiles of an image at its own resolution; the others a resized image."""
-        crop = self.config.options.get("crop")
-        return int(crop) if crop else None
+        return self.config.crop
 
     @property
     def max_views(self) -> int:

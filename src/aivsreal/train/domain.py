@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from aivsreal.data.cache import DecodedSplit
+from aivsreal.data.stream import select
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet
 from aivsreal.models.domain import DomainCheck
@@ -23,6 +24,6 @@ def fit_domain(model: DetectorNet, train: DecodedSplit, val: DecodedSplit, train
     if len(val) == 0 or min(np.bincount(train.labels, minlength=2)) < 2 or len(train_sizes) == 0:
         raise AivsrealError("the domain check needs REAL and FAKE training images and a validation split")
     picks = np.random.default_rng(seed).permutation(len(train))[:MAX_FIT_IMAGES]
-    _, train_features = logits_and_features(model, train.images[picks], device)
+    _, train_features = logits_and_features(model, select(train.images, picks), device)
     _, val_features = logits_and_features(model, val.images, device)
     return DomainCheck.fit(train_features, train.labels[picks], val_features, train_sizes)

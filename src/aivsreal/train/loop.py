@@ -1,4 +1,5 @@
-"""The training loop: whole dataset in memory as uint8, bf16 autocast, checkpoint every epoch.
+"""The training loop: bf16 autocast, checkpoint every epoch; the training set in memory as uint8,
+or read from disk by worker processes for native-crop runs (`--crop N`, train/batches.py).
 
 Early stopping watches validation loss and restores the best epoch's weights. A run killed
 at any point resumes from its last complete epoch (`--resume`): the checkpoint holds the
@@ -17,18 +18,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from aivsreal.data.cache import DecodedSplit
+from aivsreal.data.stream import CentreCrops
 from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.safe_io import atomic_save, safe_load
 from aivsreal.train import distributed
-from aivsreal.train.augment import degrade, flip_and_translate
+from aivsreal.train.augment import flip_and_translate
+from aivsreal.train.batches import epoch_batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -48,12 +50,16 @@ class TrainConfig:
     flip: bool = True
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
+    codec_chain: bool = True  # --crop runs: every view through train/augment.CodecChain, REAL and FAKE alike
+    workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
     seed: int = 0
     time_budget_s: float | None = None  # stop before an epoch that would overrun it
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.degrade <= 1.0:
             raise AivsrealError(f"--degrade is a share of the training images, from 0 to 1 (got {self.degrade})")
+        if self.workers < 0:
+            raise AivsrealError(f"--workers is a number of processes, 0 or more (got {self.workers})")
 
     @classmethod
     def for_model(cls, recipe: dict[str, Any], **overrides: Any) -> TrainConfig:
@@ -103,12 +109,12 @@ def soft_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
 def evaluate_loss(model: DetectorNet, data: DecodedSplit, device: torch.device, batch_size: int = 1024):
     """(mean BCE loss, accuracy) on a split, in eval mode, without augmentation."""
     model.eval()
-    x_all, y_all = to_tensor(data.images), torch.from_numpy(data.labels)
+    y_all = torch.from_numpy(data.labels)
     loss_sum, correct = 0.0, 0
     for i in range(0, len(y_all), batch_size):
         y = y_all[i : i + batch_size].to(device)
-        with autocast(device):
-            logits = model(pixels_to(x_all[i : i + batch_size], device)).float()
+        with autocast(device):  # slice first: the images may be lazy crops (data/stream.py)
+            logits = model(pixels_to(to_tensor(data.images[i : i + batch_size]), device)).float()
         loss_sum += F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum").item()
         correct += ((logits > 0).long() == y).sum().item()
     return loss_sum / len(y_all), correct / len(y_all)
@@ -138,8 +144,12 @@ def train(
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
-    x_all, y_all = to_tensor(train_data.images), torch.from_numpy(train_data.labels)
-    if device.type == "cuda":
+    on_disk = isinstance(train_data.images, CentreCrops)
+    if on_disk and cfg.degrade:
+        raise AivsrealError("--degrade is for in-memory runs: a --crop run puts every view through the codec chain")
+    y_all = torch.from_numpy(train_data.labels)
+    x_all = None if on_disk else to_tensor(train_data.images)
+    if x_all is not None and device.type == "cuda":
         x_all = x_all.pin_memory()
     steps_per_epoch = len(y_all) // world // cfg.batch_size
     if steps_per_epoch == 0:
@@ -160,21 +170,15 @@ def train(
             break
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(y_all), generator=gen)[rank::world]  # this rank's share
+        perm = torch.randperm(len(y_all), generator=gen)[rank::world][: steps_per_epoch * cfg.batch_size]
         # Running sums stay on the device: one .item() per progress update, not a sync per step.
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         show = main and (sys.stderr.isatty() if progress is None else progress)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=not show, leave=False)
-        for step in bar:
-            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            if cfg.degrade > 0:
-                rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))  # resumable
-                x = pixels_to(to_tensor(degrade(train_data.images[idx.numpy()], cfg.degrade, rng)), device)
-            else:
-                x = pixels_to(x_all[idx], device)
+        bar = tqdm(epoch_batches(train_data, x_all, perm, cfg, gen, state.epoch, device), total=steps_per_epoch,
+                   desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step", disable=not show, leave=False)
+        for step, (x, idx) in enumerate(bar):
             y = y_all[idx].to(device, non_blocking=True)
             x = flip_and_translate(x, cfg.flip, cfg.max_shift, gen)
             with autocast(device):
@@ -255,7 +259,7 @@ def _restore(path: Path, model, opt, sched, gen, cfg: TrainConfig):
         raise AivsrealError(f"{path}: checkpoint is for model {ckpt['model_config']['name']!r} "
                             "with other settings; resume with the same --model and options")
     saved = {**asdict(TrainConfig()), **ckpt["train_config"]}  # options added since the checkpoint: defaults
-    changed = [k for k, v in asdict(cfg).items() if k != "time_budget_s" and saved[k] != v]
+    changed = [k for k, v in asdict(cfg).items() if k not in ("time_budget_s", "workers") and saved[k] != v]
     if changed:
         raise AivsrealError(f"{path}: resume with the same training options; these differ: {', '.join(changed)}")
     model.load_state_dict(ckpt["model"])

@@ -15,6 +15,11 @@ can explain), yet just as confidently. So every verdict carries a domain check:
   from CIFAKE's test split at AUROC 0.65, on normalised features at 0.83, as well as
   k-nearest-neighbour distance (Sun et al. 2022), which would have to ship training features.
 
+Features wider than MAX_DIM (a probe reading every stage of a backbone: 2,064 values) are first
+projected onto their top principal directions, plus one coordinate for what the projection leaves
+out (the residual's length, so an image unlike the training set in a discarded direction is still
+caught): the model file keeps a 256x256 precision matrix instead of 2,064x2,064 (17 MB).
+
 `domain_score` is the feature score, or the geometry score where that is past its limit (the
 larger of the two), each scaled so that 1 is its limit: above 1 is out of domain.
 """
@@ -30,6 +35,7 @@ import numpy as np
 VAL_QUANTILE = 0.99  # share of in-domain validation images the feature threshold keeps
 GEOMETRY_SLACK = 2.0  # a shorter side up to 2x outside the training range is still in domain
 ASPECT_SLACK = 1.25
+MAX_DIM = 256  # wider features are projected to MAX_DIM - 1 principal directions + the residual length
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,19 @@ class DomainCheck:
     precision: np.ndarray  # (d, d) inverse of the shared within-class covariance (float32)
     threshold: float  # feature distance above which an image is out of domain
     val_flagged: float = 0.0  # share of the validation split flagged when the threshold was set
+    centre: np.ndarray | None = None  # (d,) mean of the normalised training features, when projected
+    basis: np.ndarray | None = None  # (MAX_DIM - 1, d) principal directions, when projected
 
     @classmethod
     def fit(cls, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
             sizes: np.ndarray) -> DomainCheck:
         """`sizes`: (n, 2) width, height of (a sample of) the training images as stored on disk."""
-        feats = _unit(train_features)
+        centre = basis = None
+        if train_features.shape[1] > MAX_DIM:
+            unit = _unit(train_features)
+            centre = unit.mean(0)
+            basis = np.linalg.svd(unit - centre, full_matrices=False)[2][: MAX_DIM - 1]
+        feats = _project(train_features, centre, basis)
         labels = np.asarray(train_labels)
         means = np.stack([feats[labels == c].mean(0) for c in (0, 1)])
         centred = feats - means[labels]
@@ -65,15 +78,17 @@ class DomainCheck:
         aspect = np.max(sizes, axis=1) / np.maximum(short, 1)
         check = cls((float(np.percentile(short, 1)), float(np.percentile(short, 99))),
                     (float(np.percentile(aspect, 1)), float(np.percentile(aspect, 99))),
-                    means.astype(np.float32), precision.astype(np.float32), threshold=1.0)
+                    means.astype(np.float32), precision.astype(np.float32), threshold=1.0,
+                    centre=None if centre is None else centre.astype(np.float32),
+                    basis=None if basis is None else basis.astype(np.float32))
         val_distance = check.distance(val_features)
         check.threshold = float(np.quantile(val_distance, VAL_QUANTILE))
         check.val_flagged = float(np.mean(val_distance > check.threshold))
         return check
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of the normalised features to the nearer class mean, per row."""
-        f = _unit(features)
+        """Mahalanobis distance of the normalised (and projected) features to the nearer class mean, per row."""
+        f = _project(features, self.centre, self.basis)
         p = self.precision.astype(np.float64)
         d2 = [np.einsum("nd,de,ne->n", f - m, p, f - m) for m in self.means.astype(np.float64)]
         return np.sqrt(np.maximum(np.minimum(*d2), 0.0))
@@ -123,22 +138,41 @@ class DomainCheck:
         """JSON-ready: the arrays as base64 float32, so one form serves model.pt, config.json and ONNX."""
         return {"short_side": list(self.short_side), "aspect": list(self.aspect), "threshold": self.threshold,
                 "val_flagged": self.val_flagged, "dim": int(self.means.shape[1]),
-                "means": _b64(self.means), "precision": _b64(self.precision)}
+                "means": _b64(self.means), "precision": _b64(self.precision),
+                **({} if self.basis is None else {"centre": _b64(self.centre), "basis": _b64(self.basis)})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DomainCheck:
         dim = int(d["dim"])
         means, precision = _unb64(d["means"]), _unb64(d["precision"])
+        centre = basis = None
+        if "basis" in d:  # projected: `dim` is the projection's, the features are `centre`'s width
+            centre, basis = _unb64(d["centre"]), _unb64(d["basis"])
+            if basis.size != (dim - 1) * centre.size:
+                raise ValueError(f"domain check projection of {basis.size} values does not fit {centre.size} -> {dim}")
+            basis = basis.reshape(dim - 1, centre.size)
         if dim <= 0 or means.size != 2 * dim or precision.size != dim * dim or not float(d["threshold"]) > 0:
             raise ValueError(f"domain check sizes {means.size}, {precision.size} do not fit dim {dim}")
         return cls((float(d["short_side"][0]), float(d["short_side"][1])),
                    (float(d["aspect"][0]), float(d["aspect"][1])), means.reshape(2, dim),
-                   precision.reshape(dim, dim), float(d["threshold"]), float(d.get("val_flagged", 0.0)))
+                   precision.reshape(dim, dim), float(d["threshold"]), float(d.get("val_flagged", 0.0)),
+                   centre, basis)
 
 
 def _unit(features: np.ndarray) -> np.ndarray:
     f = np.asarray(features, np.float64)
     return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def _project(features: np.ndarray, centre: np.ndarray | None, basis: np.ndarray | None) -> np.ndarray:
+    """Normalised features, or their principal coordinates plus the residual's length when projected."""
+    f = _unit(features)
+    if basis is None:
+        return f
+    f = f - centre.astype(np.float64)
+    coords = f @ basis.astype(np.float64).T
+    residual = np.sqrt(np.maximum((f * f).sum(1) - (coords * coords).sum(1), 0.0))
+    return np.concatenate([coords, residual[:, None]], axis=1)
 
 
 def _b64(a: np.ndarray) -> str:

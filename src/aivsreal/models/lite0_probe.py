@@ -1,0 +1,83 @@
+"""`lite0_probe`: a linear probe on frozen ImageNet EfficientNet-Lite0 features (UnivFD-style).
+
+UnivFD (Ojha et al. 2023) found that a linear classifier on a frozen pretrained backbone
+generalises to generators it never saw far better than a network fine-tuned on a few: the probe
+cannot reshape the features around the training generators' quirks. Generator traces are
+low-level, so the probe reads every stage, not only the last: the global average of each stage's
+output and of the head, 2,064 values. The backbone stays frozen (eval mode, no gradients) whatever
+the training loop does; only `head` learns, by `aivsreal train` or in closed form from a logistic
+regression (`set_head`, as benchmarks/wild.py and the bundled `wild` detector do).
+
+Meant for native-resolution crops (`--crop 224`): the network sees them as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+
+from aivsreal.errors import AivsrealError
+from aivsreal.models._registry import register_model
+from aivsreal.models.efficientnet_lite0 import LITE_MEAN, LITE_STD, TIMM_NAME, imagenet_model
+from aivsreal.models.network import ModelConfig
+
+FEATURES = 2064  # 16 + 24 + 40 + 80 + 112 + 192 + 320 stage channels + 1280 head channels
+TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
+                "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+
+
+def default_config() -> ModelConfig:
+    return ModelConfig(name="lite0_probe", image_size=224, input_size=224, mean=LITE_MEAN, std=LITE_STD,
+                       options={"crop": 224})
+
+
+class StageProbe(nn.Module):
+    """Frozen backbone -> pooled stages (`features`) -> one linear layer."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.head = nn.Linear(FEATURES, 1)
+
+    def train(self, mode: bool = True) -> StageProbe:
+        super().train(mode)
+        self.backbone.eval()  # frozen means its batch-norm statistics too
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.backbone
+        x = n.bn1(n.conv_stem(x))
+        pooled = []
+        for stage in n.blocks:
+            x = stage(x)
+            pooled.append(x.mean((2, 3)))
+        pooled.append(n.bn2(n.conv_head(x)).mean((2, 3)))
+        return torch.cat(pooled, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def set_head(self, weight: np.ndarray, bias: float, mean: np.ndarray | None = None,
+                 scale: np.ndarray | None = None) -> None:
+        """A linear classifier fitted elsewhere on `features` (standardised by `mean`/`scale` if given),
+        folded into the head: logit = w . (f - mean) / scale + b."""
+        w = np.asarray(weight, np.float64).reshape(-1)
+        if w.size != FEATURES:
+            raise AivsrealError(f"a probe head needs {FEATURES} weights, got {w.size}")
+        mean = np.zeros(FEATURES) if mean is None else np.asarray(mean, np.float64)
+        scale = np.ones(FEATURES) if scale is None else np.asarray(scale, np.float64)
+        folded = w / scale
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(folded).view(1, -1))
+            self.head.bias.fill_(float(bias - folded @ mean))
+
+
+@register_model
+def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    """Frozen Lite0 with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
+    if pretrained or weights:
+        return StageProbe(imagenet_model(weights))
+    return StageProbe(timm.create_model(TIMM_NAME, pretrained=False, bn_eps=1e-3))

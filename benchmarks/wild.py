@@ -9,11 +9,14 @@ out, each fold holding out REAL and FAKE sources). Two test conditions:
   2x2 crops. The headline: a format or size shortcut cannot help here.
 Contenders, all on the same test images:
 - `lite0 probe`: frozen ImageNet EfficientNet-Lite0, global-average-pooled output of every stage and
-  the head (2,064 values), logistic regression (C chosen per fold by group CV inside its training
+  the head (2,064 values: models/lite0_probe.py), logistic regression (C chosen per fold by group CV inside its training
   sources, never on the held-out ones). Training views: two
   random native 224 crops per image through the codec chain (train/augment.CodecChain: random
   rescale, blur, noise, JPEG q65-100), the same for REAL and FAKE;
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
+- trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
+  chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
+  scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
 - `cifake` (bundled, CIFAKE-trained `fast`): the whole image or crop shrunk to 32 px;
 - `size/format/bytes`: gradient boosting on (width, height, format, file size) only: the shortcut.
 Writes benchmarks/results/wild.{json,md}. Features are cached in --cache (delete to recompute).
@@ -27,8 +30,10 @@ import io
 import json
 import platform
 import sys
+import tempfile
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,13 +46,20 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from aivsreal.commands.train import model_config
+from aivsreal.data.cache import DecodedSplit
 from aivsreal.data.crops import centre_crop, tiles
 from aivsreal.data.images import decode_native, read_limited
 from aivsreal.data.perturb import jpeg_bytes
+from aivsreal.data.sources import ImageRef, stratified_split
+from aivsreal.data.stream import CentreCrops
 from aivsreal.evaluate.folds import source_folds
-from aivsreal.models.efficientnet_lite0 import LITE_MEAN, LITE_STD, imagenet_model
+from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
+from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
 from aivsreal.train.augment import CodecChain
+from aivsreal.train.compute import train_flops_per_image
+from aivsreal.train.loop import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
@@ -55,38 +67,18 @@ C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by 
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 
 
-class StageFeatures(torch.nn.Module):
-    """Frozen Lite0: the global average of every stage's output and of the head: 2,064 values."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = imagenet_model().eval()
-        self.register_buffer("mean", torch.tensor(LITE_MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(LITE_STD).view(1, 3, 1, 1) * 255)
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        x = n.bn1(n.conv_stem((x - self.mean) / self.std))
-        pooled = []
-        for stage in n.blocks:
-            x = stage(x)
-            pooled.append(x.mean((2, 3)))
-        pooled.append(n.bn2(n.conv_head(x)).mean((2, 3)))
-        return torch.cat(pooled, 1).float()
-
-
-def embed(model: StageFeatures, crops: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        return model(x.contiguous(memory_format=torch.channels_last)).numpy()
+def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
+    """The `lite0_probe` family's features (every stage pooled: 2,064 values) of (N, S, S, 3) crops."""
+    x = pixels_to(torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), torch.device("cpu"))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return model.network.features(model.normalize(x)).float().numpy()
 
 
 def features_for(rows: list[dict], root: Path, cache: Path) -> dict[str, np.ndarray]:
     """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs."""
     if cache.exists():
         return dict(np.load(cache))
-    model = StageFeatures().to(memory_format=torch.channels_last)
+    model = build_model(default_config("lite0_probe"), pretrained=True).eval().to(memory_format=torch.channels_last)
     chain, rng = CodecChain(), np.random.default_rng(0)
     out = defaultdict(list)
     started = time.time()
@@ -166,14 +158,78 @@ def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np
     return p
 
 
-def cifake_scores(rows: list[dict], root: Path, feats: dict) -> dict[str, np.ndarray]:
-    det = Detector.load("cifake", device="cpu")
+def same_codec_blobs(feats: dict) -> list[bytes]:
     ends = np.cumsum(feats["same_codec_lengths"])
-    blobs = [feats["same_codec_bytes"][e - n : e].tobytes() for e, n in zip(ends, feats["same_codec_lengths"],
-                                                                             strict=True)]
-    as_is = [p.p_fake for p in det.predict([read_limited(root / r["relpath"]) for r in rows])]
+    return [feats["same_codec_bytes"][e - n : e].tobytes()
+            for e, n in zip(ends, feats["same_codec_lengths"], strict=True)]
+
+
+def detector_scores(det: Detector, rows: list[dict], root: Path, blobs: list[bytes]) -> dict[str, np.ndarray]:
+    """P(fake) of a saved detector through the product's own path (`Detector.predict`: its tiles)."""
+    as_is = [p.p_fake for p in det.iter_predict(read_limited(root / r["relpath"]) for r in rows)]
     same = [p.p_fake for p in det.predict(blobs)]
     return {"as_is": np.array(as_is, dtype=float), "same_codec": np.array(same, dtype=float)}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A detector trained per fold with `aivsreal train`'s own loop on native crops from disk."""
+
+    family: str
+    crop: int
+    epochs: int
+    lr: float
+    batch_size: int = 32
+
+    @property
+    def name(self) -> str:
+        start = "ImageNet" if self.family != "fast" else "scratch"
+        return f"{self.family} fine-tuned ({start}, codec chain, {self.crop} px crops, {self.epochs} epochs)"
+
+
+# lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune)
+TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4))
+
+
+def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarray, folds: np.ndarray,
+                   blobs: list[bytes], cache: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """P(fake) per image from the fold that held its source out; val carved from the fold's train
+    images (10%), never from its test. Cached per spec: delete the file to retrain."""
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        return {"as_is": z["as_is"], "same_codec": z["same_codec"]}, json.loads(str(z["record"]))
+    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    record: dict = {"minutes_per_fold": [], "pflops_per_fold": [], "epochs_run": []}
+    refs = [ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
+    for f in range(folds.max() + 1):
+        train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        fit, val = (train_idx[i] for i in stratified_split(labels[train_idx], 0.1, seed=0))
+
+        def split(idx: np.ndarray) -> DecodedSplit:
+            return DecodedSplit(CentreCrops([refs[i] for i in idx], spec.crop), labels[idx],
+                                [rows[i]["relpath"] for i in idx], [])
+
+        config = model_config(spec.family, {"crop": spec.crop})
+        torch.manual_seed(0)
+        model = build_model(config, pretrained=spec.family != "fast")
+        cfg = TrainConfig.for_model(train_recipe(spec.family), epochs=spec.epochs, lr=spec.lr,
+                                    batch_size=spec.batch_size, seed=0)
+        started = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            state = train(model, split(fit), split(val), cfg, Path(tmp), torch.device("cpu"), progress=False)
+            record["minutes_per_fold"].append(round((time.time() - started) / 60, 1))
+            images_seen = state.epoch * (len(fit) // cfg.batch_size) * cfg.batch_size
+            record["pflops_per_fold"].append(round(train_flops_per_image(model, spec.crop) * images_seen / 1e15, 3))
+            record["epochs_run"].append(state.epoch)
+            save_model(Path(tmp) / "model.pt", model, ModelMeta())
+            det = Detector.load(Path(tmp) / "model.pt", device="cpu")
+        fold_scores = detector_scores(det, [rows[i] for i in test_idx], root, [blobs[i] for i in test_idx])
+        for cond in p:
+            p[cond][test_idx] = fold_scores[cond]
+        print(f"{spec.name}: fold {f} done, {record['minutes_per_fold'][-1]} min", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **p, record=np.array(json.dumps(record)))
+    return p, record
 
 
 def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
@@ -212,11 +268,16 @@ def main() -> None:
     feats = features_for(rows, root, Path(args.cache))
     sources = np.array([r["source"] for r in rows])
     chosen: dict[str, list[float]] = {"chain": [], "plain": []}
+    blobs = same_codec_blobs(feats)
+    trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
+                                         Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
+               for spec in TRAINED}
     contenders = {
         "lite0 probe (codec chain)": cross_validate(feats, labels, folds, "chain", sources, chosen["chain"]),
         "lite0 probe (plain crops)": cross_validate(feats, labels, folds, "plain", sources, chosen["plain"]),
         "size/format/bytes only": shortcut(feats, labels, folds),
-        "cifake (bundled, 32 px)": cifake_scores(rows, root, feats),
+        **{name: scores for name, (scores, _) in trained.items()},
+        "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),
     }
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
@@ -225,6 +286,8 @@ def main() -> None:
               "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
                                                              if k == f}) for f in range(folds.max() + 1)},
               "probe_c_per_fold": chosen,
+              "trained": {name: {**asdict(spec), **trained[spec.name][1]} for spec in TRAINED
+                          for name in [spec.name]},
               "contenders": {name: {cond: summarise(p, labels, rows) for cond, p in ps.items()}
                              for name, ps in contenders.items()}}
     best = result["contenders"]["lite0 probe (codec chain)"]

@@ -1,0 +1,101 @@
+"""The `lite0_probe` family (frozen backbone, linear head), the domain check's projection for wide
+features, and the bundled `wild` detector built from them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aivsreal.cli import main
+from aivsreal.models import build_model, default_config
+from aivsreal.models.domain import MAX_DIM, DomainCheck
+from aivsreal.models.lite0_probe import FEATURES
+from aivsreal.predict.detector import Detector
+from aivsreal.train.loop import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def probe():
+    torch.manual_seed(0)
+    return build_model(default_config("lite0_probe"), pretrained=True)
+
+
+def test_only_the_head_learns_and_the_backbone_keeps_its_statistics(probe, tmp_path):
+    from aivsreal.data.cache import DecodedSplit
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 8)
+    split = DecodedSplit(images, labels, [str(i) for i in range(16)], [])
+    before = {k: v.clone() for k, v in probe.state_dict().items()}
+    train(probe, split, split, TrainConfig(epochs=1, batch_size=8, optimizer="adam", lr=1e-2), tmp_path,
+          torch.device("cpu"), progress=False)
+    changed = {k for k, v in probe.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"network.head.weight", "network.head.bias"}  # BN running stats included: unchanged
+    probe.train()
+    assert not probe.network.backbone.training and probe.network.head.training
+    probe.load_state_dict(before)
+
+
+def test_a_fitted_linear_classifier_folds_into_the_head(probe):
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=FEATURES), 0.3
+    mean, scale = rng.normal(size=FEATURES), rng.uniform(0.5, 2, FEATURES)
+    probe.network.set_head(w, b, mean, scale)
+    x = torch.from_numpy(rng.integers(0, 256, (3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        features = probe.network.features(probe.normalize(x)).numpy().astype(np.float64)
+        logits = probe(x).numpy()
+    assert features.shape == (3, FEATURES)
+    np.testing.assert_allclose(logits, ((features - mean) / scale) @ w + b, rtol=1e-4, atol=1e-3)
+
+
+def wide_features(rng: np.random.Generator, n: int, d: int = 600, rank: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes living in a rank-40 subspace of 600 dimensions, plus a little isotropic noise."""
+    mix = np.random.default_rng(99).normal(size=(rank, d))
+    labels = rng.integers(0, 2, n)
+    latent = rng.normal(size=(n, rank)) + labels[:, None] * 1.5
+    return latent @ mix + 5.0 + rng.normal(0, 0.05, (n, d)), labels
+
+
+def test_wide_features_are_projected_and_an_image_off_the_subspace_is_caught():
+    rng = np.random.default_rng(0)
+    train_f, train_y = wide_features(rng, 2000)
+    val_f, _ = wide_features(rng, 400)
+    check = DomainCheck.fit(train_f, train_y, val_f, np.array([[512, 512]] * 10))
+    assert check.basis.shape == (MAX_DIM - 1, 600) and check.precision.shape == (MAX_DIM, MAX_DIM)
+    again = DomainCheck.from_dict(check.to_dict())  # what a model file or ONNX metadata gives back
+    test_f, _ = wide_features(rng, 300)
+    np.testing.assert_allclose(again.feature_score(test_f), check.feature_score(test_f), rtol=1e-4)
+    assert np.mean(check.feature_score(test_f) > 1) < 0.05
+    # the same images pushed along a direction the projection discards: only the residual sees it
+    off = np.linalg.svd(np.random.default_rng(5).normal(size=(600, 600)))[0][:, 0]
+    off -= check.basis.T.astype(np.float64) @ (check.basis.astype(np.float64) @ off)
+    shifted = test_f + 3.0 * off / np.linalg.norm(off) * np.linalg.norm(test_f, axis=1, keepdims=True) * 0.05
+    assert np.mean(check.feature_score(shifted) > 1) > 0.9
+
+
+def jpeg(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_the_bundled_wild_detector_reads_native_tiles_and_checks_its_domain(capsys):
+    det = Detector.load("wild", device="cpu")
+    assert det.config.name == "lite0_probe" and det.crop == 224 and det.meta.domain.basis is not None
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(120, 40, (700, 900, 3)), 0, 255).astype(np.uint8)
+    views, size = det.decode(jpeg(photo))
+    assert views.shape == (9, 224, 224, 3) and size == (900, 700)
+    [pred] = det.predict([jpeg(photo)])
+    assert pred.label in ("REAL", "FAKE") and 0 <= pred.p_fake <= 1 and pred.in_domain is not None
+    [tiny] = det.predict([jpeg(photo[:32, :32])])  # far below the training sizes: flagged, with the reason
+    assert tiny.in_domain is False and "32x32" in tiny.domain_reason
+    assert main(["models", "wild"]) == 0
+    card = capsys.readouterr().out
+    assert "non-commercial" in card and "stargan_v2_assets" in card and "held" in card.lower()

@@ -301,8 +301,11 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min, of which "
-             f"{r['feature_minutes']} min computing the features: 9 to 12 forward passes of 224 px crops per image)",
+    trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
+                        f"over the 4 folds" for name, t in r["trained"].items())
+    lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
+             f"and cached in benchmarks/runs/: the probe features, {r['feature_minutes']} min (9 to 12 forward passes "
+             f"of 224 px crops per image), and the per-fold training, {trained})",
              "", f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']['chain']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]

@@ -23,7 +23,8 @@ def measure_robustness(det: Detector, test: DecodedSplit, out: Path,
                        clean_p_fake: np.ndarray | None = None) -> list[robustness.RobustnessRow]:
     """Score the perturbed test split; write robustness.json, robustness.md and plots/robustness.png."""
     log.info("robustness: %d test images x %d perturbations", len(test), len(robustness.PERTURBATIONS))
-    rows = robustness.measure(det.predict_proba, test.images, test.labels, det.threshold,
+    # [:] reads a --crop run's test crops from disk into memory (use --limit on a large test split)
+    rows = robustness.measure(det.predict_proba, test.images[:], test.labels, det.threshold,
                               clean_p_fake=clean_p_fake)
     (out / "robustness.json").write_text(json.dumps(robustness.rows_to_dicts(rows), indent=2))
     (out / "robustness.md").write_text(

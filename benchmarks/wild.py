@@ -55,7 +55,7 @@ from aivsreal.data.sources import ImageRef, stratified_split
 from aivsreal.data.stream import CentreCrops
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
-from aivsreal.models.file import ModelMeta, save_model
+from aivsreal.models.file import ModelMeta
 from aivsreal.predict.detector import Detector
 from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
@@ -221,8 +221,7 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
             images_seen = state.epoch * (len(fit) // cfg.batch_size) * cfg.batch_size
             record["pflops_per_fold"].append(round(train_flops_per_image(model, spec.crop) * images_seen / 1e15, 3))
             record["epochs_run"].append(state.epoch)
-            save_model(Path(tmp) / "model.pt", model, ModelMeta())
-            det = Detector.load(Path(tmp) / "model.pt", device="cpu")
+        det = Detector.from_network(model, ModelMeta(), "cpu")
         fold_scores = detector_scores(det, [rows[i] for i in test_idx], root, [blobs[i] for i in test_idx])
         for cond in p:
             p[cond][test_idx] = fold_scores[cond]

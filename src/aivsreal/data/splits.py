@@ -101,13 +101,14 @@ def prepare(path: str | Path, image_size: int, cache_dir: Path | None, recipe: S
     if limit:
         notes.append(f"--limit {limit}: a balanced random subset of at most {limit} images per split")
 
-    if crop:
-        (train, train_hashes, sizes), (test, test_hashes, _) = (on_disk(s, crop, strict)
-                                                                 for s in (train_refs, test_refs))
-        notes += [n for n in [padded_note(sizes, crop)] if n]
+    if crop:  # the scan read every header already: the domain check gets all the train sizes
+        (train, train_hashes, train_sizes), (test, test_hashes, _) = (on_disk(s, crop, strict)
+                                                                       for s in (train_refs, test_refs))
+        notes += [n for n in [padded_note(train_sizes, crop)] if n]
     else:
         train, test = (load_split(s, image_size, cache_dir, strict) for s in (train_refs, test_refs))
         train_hashes, test_hashes = pixel_hashes(train.images), pixel_hashes(test.images)
+        train_sizes = stored_sizes(train_refs, seed=seed)
     for name, d in (("train", train), ("test", test)):
         if d.skipped:
             notes.append(f"{len(d.skipped)} unreadable {name} image(s) skipped, e.g. {d.skipped[0]}")
@@ -121,7 +122,7 @@ def prepare(path: str | Path, image_size: int, cache_dir: Path | None, recipe: S
                      "test is also reported without them")
     fit, held = stratified_split(train.labels, recipe.val_fraction, seed)
     return RunData(str(path), take(train, fit), take(train, held), test, leaked, recipe, digest, notes,
-                   stored_sizes(train_refs, seed=seed))
+                   train_sizes)
 
 
 def on_disk(split: Split, crop: int, strict: bool) -> tuple[DecodedSplit, list[bytes], np.ndarray]:

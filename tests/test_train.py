@@ -7,7 +7,8 @@ from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.predict.detector import predict_logits
 from aivsreal.train.augment import degrade, flip_and_translate
-from aivsreal.train.loop import CHECKPOINT, TrainConfig, train
+from aivsreal.train.checkpoint import CHECKPOINT
+from aivsreal.train.loop import TrainConfig, train
 
 QUICK = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=10)
 

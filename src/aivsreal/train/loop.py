@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,11 @@ from aivsreal.data.stream import CentreCrops
 from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, pixels_to, to_tensor
-from aivsreal.safe_io import atomic_save, safe_load
-from aivsreal.train import distributed
+from aivsreal.train import checkpoint, distributed
 from aivsreal.train.augment import flip_and_translate
 from aivsreal.train.batches import epoch_batches
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -158,10 +156,11 @@ def train(
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
-    state, best_weights = TrainState(), _copy_weights(model)
-    ckpt_path = out_dir / CHECKPOINT
+    state, best_weights = TrainState(), checkpoint.copy_weights(model)
+    ckpt_path = out_dir / checkpoint.CHECKPOINT
     if resume:
-        state, best_weights = _restore(ckpt_path, model, opt, sched, gen, cfg)
+        fields, best_weights = checkpoint.restore(ckpt_path, model, opt, sched, gen, cfg)
+        state = TrainState(**fields)
 
     while state.epoch < cfg.epochs and not state.stopped_early:
         last = state.history[-1]["seconds"] if state.history else 0.0
@@ -213,7 +212,7 @@ def train(
         state.history.append(row)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
-            best_weights = _copy_weights(model)
+            best_weights = checkpoint.copy_weights(model)
         else:
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
@@ -222,7 +221,7 @@ def train(
         log.info("epoch %d/%d  loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs, %.0f img/s%s",
                  state.epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
                  seconds, row["train_img_per_s"], "  (early stop)" if state.stopped_early else "")
-        _save_checkpoint(ckpt_path, model, opt, sched, gen, cfg, state, best_weights)
+        checkpoint.save(ckpt_path, model, opt, sched, gen, cfg, state, best_weights)
         write_history(out_dir / "history.csv", state.history)
         if on_epoch_end:
             on_epoch_end(state)
@@ -230,46 +229,6 @@ def train(
     model.load_state_dict(best_weights)
     model.eval()
     return state
-
-
-def _copy_weights(model: DetectorNet) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-
-
-def _save_checkpoint(path, model, opt, sched, gen, cfg, state: TrainState, best_weights) -> None:
-    atomic_save({
-        "format": "aivsreal-checkpoint",
-        "model_config": model.config.to_dict(),
-        "train_config": asdict(cfg),
-        "model": _copy_weights(model),
-        "best_model": best_weights,
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "state": asdict(state),
-    }, path)
-
-
-def _restore(path: Path, model, opt, sched, gen, cfg: TrainConfig):
-    ckpt = safe_load(path, what="training checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "aivsreal-checkpoint":
-        raise AivsrealError(f"{path}: not an aivsreal training checkpoint")
-    if ckpt["model_config"] != model.config.to_dict():
-        raise AivsrealError(f"{path}: checkpoint is for model {ckpt['model_config']['name']!r} "
-                            "with other settings; resume with the same --model and options")
-    saved = {**asdict(TrainConfig()), **ckpt["train_config"]}  # options added since the checkpoint: defaults
-    changed = [k for k, v in asdict(cfg).items() if k not in ("time_budget_s", "workers") and saved[k] != v]
-    if changed:
-        raise AivsrealError(f"{path}: resume with the same training options; these differ: {', '.join(changed)}")
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    sched.load_state_dict(ckpt["scheduler"])
-    gen.set_state(ckpt["generator"])
-    torch.set_rng_state(ckpt["torch_rng"])
-    state = TrainState(**ckpt["state"])
-    log.info("resumed from %s after epoch %d", path, state.epoch)
-    return state, ckpt["best_model"]
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:

@@ -28,19 +28,22 @@ import torch
 from aivsreal.commands.train import train_and_evaluate
 from aivsreal.data.cache import load_split
 from aivsreal.data.sources import find_splits
-from aivsreal.data.splits import DataOptions
+from aivsreal.data.splits import DataOptions, SplitRecipe
 from aivsreal.predict.detector import Detector
 
 RESULTS = Path(__file__).parent / "results"
 SEED_ROW = {"model": "seed notebook: Keras ResNet50V2, ImageNet weights, GPU (published)",
             "test_accuracy": 0.9614, "test_precision": 0.9807, "test_recall": 0.9414}
 
-# name, what the user runs, train overrides, model overrides, notes
+# row name: (registered model, train overrides of its recipe, model overrides, pretrained, notes)
 CONTENDERS = {
-    "fast": ({}, {}, False, "ours, the default; from scratch"),
-    "efficientnet_lite0": ({}, {}, True, "fine-tuned from the packaged ImageNet weights, 32px upsampled to 64px"),
-    "resnet50v2": ({}, {}, False, "the seed's recipe at 32x32, from scratch (no ResNet50V2 ImageNet weights "
-                   "offline), Adam 1e-3, early stopping, capped at the budget"),
+    "fast": ("fast", {}, {}, False, "ours, the default; from scratch"),
+    "fast_ema": ("fast", {"ema": 0.999}, {}, False, "the fast recipe, validating and keeping an EMA of the weights "
+                 "(timm ModelEmaV3, decay warm-up capped at 0.999)"),
+    "efficientnet_lite0": ("efficientnet_lite0", {}, {}, True,
+                           "fine-tuned from the packaged ImageNet weights, 32px upsampled to 64px"),
+    "resnet50v2": ("resnet50v2", {}, {}, False, "the seed's recipe at 32x32, from scratch (no ResNet50V2 ImageNet "
+                   "weights offline), Adam 1e-3, early stopping, capped at the budget"),
 }
 
 
@@ -87,14 +90,26 @@ def inference_throughput(model_path: Path, batch: int = 256, repeats: int = 7) -
 
 
 def merge_with_earlier(rows: list[dict]) -> list[dict]:
-    """Keep the committed rows of contenders this run did not retrain (`--models fast` reruns one)."""
+    """Keep the committed rows of (contender, seed) pairs this run did not retrain (`--models fast` reruns one)."""
     earlier = RESULTS / "cifake.json"
-    fresh = {r["model"] for r in rows}
-    kept = [r for r in json.loads(earlier.read_text())["rows"] if r["model"] not in fresh] if earlier.exists() else []
+    fresh = {(r["model"], r["seed"]) for r in rows}
+    kept = [r for r in json.loads(earlier.read_text())["rows"] if (r["model"], r.setdefault("seed", 0)) not in fresh] \
+        if earlier.exists() else []
     for r in kept:
         r.setdefault("from_earlier_run", True)
     order = list(CONTENDERS)
-    return sorted(rows + kept, key=lambda r: order.index(r["model"]))
+    return sorted(rows + kept, key=lambda r: (order.index(r["model"]), r["seed"]))
+
+
+def over_seeds(rows: list[dict]) -> list[str]:
+    """Mean and range of test accuracy for each contender measured with more than one seed."""
+    lines = []
+    for name in CONTENDERS:
+        accs = [r["test_accuracy"] for r in rows if r["model"] == name]
+        if len(accs) > 1:
+            lines.append(f"- `{name}` over {len(accs)} seeds: test accuracy mean **{statistics.mean(accs):.4f}**, "
+                         f"min {min(accs):.4f}, max {max(accs):.4f}, standard deviation {statistics.stdev(accs):.4f}.")
+    return lines
 
 
 def main() -> None:
@@ -103,27 +118,30 @@ def main() -> None:
     ap.add_argument("--budget-minutes", type=float, default=20.0,
                     help="training wall-time cap for efficientnet_lite0 and resnet50v2")
     ap.add_argument("--models", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0],
+                    help="train each contender once per seed (the seed also draws the validation split)")
     ap.add_argument("--runs", default="benchmarks/runs", help="where the trained models go (not committed)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     rows = []
     decode_img_s = decode_throughput(args.data)
-    for name in args.models:
-        train_over, model_over, pretrained, notes = CONTENDERS[name]
-        if name != "fast":
+    for name, seed in [(name, seed) for name in args.models for seed in args.seeds]:
+        model, train_over, model_over, pretrained, notes = CONTENDERS[name]
+        if model != "fast":
             train_over = {**train_over, "time_budget_s": args.budget_minutes * 60}
-        out = Path(args.runs) / name
+        out = Path(args.runs) / f"{name}_seed{seed}"
         if out.exists():
             shutil.rmtree(out)
         t = time.perf_counter()
-        summary = train_and_evaluate(name, out, DataOptions(path=args.data), train_over, model_over,
-                                     device="cpu", pretrained=pretrained)
+        data = DataOptions(path=args.data, recipe=SplitRecipe(seed=seed))
+        summary = train_and_evaluate(model, out, data, train_over, model_over, device="cpu", pretrained=pretrained)
         wall = time.perf_counter() - t
         test, clean = summary["metrics"]["test"], summary["metrics"].get("test (no train duplicates)", {})
         tr = summary["training"]
         rows.append({
-            "model": name, "notes": notes, "params": summary["model"]["params"],
+            "model": name, "seed": seed, "train_overrides": train_over, "notes": notes,
+            "params": summary["model"]["params"],
             "epochs": tr["epochs_run"], "best_epoch": tr["best_epoch"], "stopped_early": tr["stopped_early"],
             "train_minutes": tr["seconds"] / 60, "run_minutes_incl_data_and_eval": wall / 60,
             "train_img_per_s": tr["median_img_per_s"],
@@ -141,8 +159,9 @@ def main() -> None:
     rows = merge_with_earlier(rows)
     best = max(rows, key=lambda r: r["test_accuracy"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(args.runs) / best["model"] / "plots" / "confusion_test.png",
-                RESULTS / f"cifake_confusion_{best['model']}.png")
+    best_run = Path(args.runs) / f"{best['model']}_seed{best['seed']}" / "plots" / "confusion_test.png"
+    if best_run.exists():  # else the best row is an earlier run's, and so is its committed plot
+        shutil.copy(best_run, RESULTS / f"cifake_confusion_{best['model']}.png")
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, CPU only, torch {torch.__version__}",
@@ -161,7 +180,7 @@ def main() -> None:
 
 
 def markdown(meta: dict, rows: list[dict], best: str) -> str:
-    head = ("| model | params | epochs | train min | train img/s | test acc | test acc w/o 378 leaked | "
+    head = ("| model | seed | params | epochs | train min | train img/s | test acc | test acc w/o 378 leaked | "
             "precision | recall | F1 | AUC | infer img/s (b256) |")
     lines = [
         f"Measured {meta['date']} on {meta['machine']}.",
@@ -171,14 +190,15 @@ def markdown(meta: dict, rows: list[dict], best: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| `{r['model']}` | {r['params'] / 1e6:.2f}M | {r['epochs']} | {r['train_minutes']:.1f} | "
+            f"| `{r['model']}` | {r['seed']} | {r['params'] / 1e6:.2f}M | {r['epochs']} | {r['train_minutes']:.1f} | "
             f"{r['train_img_per_s']:.0f} | **{r['test_accuracy']:.4f}** | {r['test_accuracy_without_leaked']:.4f} | "
             f"{r['test_precision']:.4f} | {r['test_recall']:.4f} | {r['test_f1']:.4f} | {r['test_auc']:.4f} | "
             f"{r['inference_img_per_s_b256']:.0f} |")
     s = SEED_ROW
-    lines.append(f"| {s['model']} | 23.6M | – | – | – | {s['test_accuracy']:.4f} | – | {s['test_precision']:.4f} | "
+    lines.append(f"| {s['model']} | – | 23.6M | – | – | – | {s['test_accuracy']:.4f} | – | {s['test_precision']:.4f} | "
                  f"{s['test_recall']:.4f} | – | – | – |")
-    lines += ["", "Notes:"] + [f"- `{r['model']}`: {r['notes']}; best epoch {r['best_epoch']}"
+    lines += ["", *over_seeds(rows), "", "Notes:"] + [f"- `{r['model']}` seed {r['seed']}: {r['notes']}; "
+                                                      f"best epoch {r['best_epoch']}"
                                f"{' (stopped early)' if r['stopped_early'] else ''}; "
                                f"train accuracy {r['train_accuracy']:.4f}; whole run incl. data and evaluation "
                                f"{r['run_minutes_incl_data_and_eval']:.1f} min"

@@ -107,5 +107,7 @@ def test_verbose_shows_the_traceback(tmp_path):
 def test_out_of_range_options_are_one_line_errors(tmp_path, tiny_data):
     one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--degrade", "1.5"),
                    "--degrade: 1.5 must be <= 1")
+    one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--ema", "1"),
+                   "--ema: 1.0 must be < 1")
     one_line_error(run_cli("report", "--model", tmp_path / "none.pt", "--examples", "-1"),
                    "--examples: -1 must be >= 0")

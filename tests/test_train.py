@@ -31,17 +31,19 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     assert all(0 < lr <= QUICK.lr for lr in lrs) and lrs[-1] < max(lrs)
 
 
-def test_resume_continues_where_it_stopped(run_data, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.99])
+def test_resume_continues_where_it_stopped(run_data, tmp_path, ema):
     cpu = torch.device("cpu")
+    cfg = TrainConfig(**{**QUICK.__dict__, "ema": ema})
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     full = build_model(default_config("fast"))
-    train(full, run_data.train, run_data.val, QUICK, full_dir, cpu)
+    train(full, run_data.train, run_data.val, cfg, full_dir, cpu)
     # Stop after 1 epoch (as if killed), then resume to 3: same result as one uninterrupted run.
     first = build_model(default_config("fast"))
     with pytest.raises(SystemExit):
-        train(first, run_data.train, run_data.val, QUICK, part_dir, cpu, on_epoch_end=_exit_after_one)
+        train(first, run_data.train, run_data.val, cfg, part_dir, cpu, on_epoch_end=_exit_after_one)
     resumed = build_model(default_config("fast"))
-    state = train(resumed, run_data.train, run_data.val, QUICK, part_dir, cpu, resume=True)
+    state = train(resumed, run_data.train, run_data.val, cfg, part_dir, cpu, resume=True)
     assert state.epoch == 3
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
@@ -50,6 +52,26 @@ def test_resume_continues_where_it_stopped(run_data, tmp_path):
 def _exit_after_one(state):
     if state.epoch == 1:
         raise SystemExit
+
+
+def test_ema_weights_are_validated_and_kept(run_data, tmp_path):
+    from aivsreal.safe_io import safe_load
+    from aivsreal.train.loop import evaluate_loss
+
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=10, ema=0.9)
+    model = build_model(default_config("fast"))
+    state = train(model, run_data.train, run_data.val, cfg, tmp_path, torch.device("cpu"))
+    ckpt = safe_load(tmp_path / CHECKPOINT, what="checkpoint")
+    raw, averaged = ckpt["model"], ckpt["ema"]
+    # The average trails the last step's weights: it is a different model, and the one kept.
+    assert any(not torch.allclose(raw[k].float(), averaged[k].float()) for k in raw)
+    kept = averaged if state.best_epoch == state.epoch else ckpt["best_model"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v.cpu(), kept[k]), k
+    val_loss, _ = evaluate_loss(model, run_data.val, torch.device("cpu"))
+    assert val_loss == pytest.approx(state.best_val_loss, rel=1e-4)
+    with pytest.raises(AivsrealError, match="--ema is a decay"):
+        TrainConfig(ema=1.0)
 
 
 def test_resume_refuses_other_options(run_data, tmp_path):

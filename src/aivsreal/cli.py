@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=number(float, 0, low_open=True))
     g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
     g.add_argument("--seed", type=number(int, 0), default=0)
+    g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",
+                   help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
     g.add_argument("--time-budget", type=number(float, 0, low_open=True), metavar="MIN",
                    help="stop before an epoch would exceed it")
     g.add_argument("--degrade", type=SHARE, metavar="SHARE",
@@ -126,7 +128,7 @@ def cmd_train(args) -> int:
     from aivsreal.commands.train import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "patience": args.patience, "degrade": args.degrade, "workers": args.workers,
+                 "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
                  "codec_chain": False if args.no_codec_chain else None,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"

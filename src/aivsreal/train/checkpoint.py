@@ -24,13 +24,14 @@ def copy_weights(model: DetectorNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
 
 
-def save(path: Path, model: DetectorNet, opt, sched, gen, cfg, state, best_weights) -> None:
+def save(path: Path, model: DetectorNet, opt, sched, gen, cfg, state, best_weights, ema=None) -> None:
     """`cfg` and `state` are the loop's TrainConfig and TrainState dataclasses."""
     atomic_save({
         "format": "aivsreal-checkpoint",
         "model_config": model.config.to_dict(),
         "train_config": asdict(cfg),
         "model": copy_weights(model),
+        "ema": copy_weights(ema.module) if ema else None,
         "best_model": best_weights,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -40,7 +41,7 @@ def save(path: Path, model: DetectorNet, opt, sched, gen, cfg, state, best_weigh
     }, path)
 
 
-def restore(path: Path, model: DetectorNet, opt, sched, gen, cfg):
+def restore(path: Path, model: DetectorNet, opt, sched, gen, cfg, ema=None):
     """Load a checkpoint into the live objects; returns (TrainState fields as a dict, best weights)."""
     ckpt = safe_load(path, what="training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != "aivsreal-checkpoint":
@@ -53,6 +54,8 @@ def restore(path: Path, model: DetectorNet, opt, sched, gen, cfg):
     if changed:
         raise AivsrealError(f"{path}: resume with the same training options; these differ: {', '.join(changed)}")
     model.load_state_dict(ckpt["model"])
+    if ema:
+        ema.module.load_state_dict(ckpt["ema"])
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     gen.set_state(ckpt["generator"])

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from aivsreal.data.cache import DecodedSplit
@@ -48,6 +49,7 @@ class TrainConfig:
     flip: bool = True
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and kept
     codec_chain: bool = True  # --crop runs: every view through train/augment.CodecChain, REAL and FAKE alike
     workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
     seed: int = 0
@@ -56,6 +58,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.degrade <= 1.0:
             raise AivsrealError(f"--degrade is a share of the training images, from 0 to 1 (got {self.degrade})")
+        if not 0.0 <= self.ema < 1.0:
+            raise AivsrealError(f"--ema is a decay per step, 0 (off) or more and below 1, e.g. 0.999 (got {self.ema})")
         if self.workers < 0:
             raise AivsrealError(f"--workers is a number of processes, 0 or more (got {self.workers})")
 
@@ -156,10 +160,14 @@ def train(
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
+    # timm's EMA with its warm-up (decay 1 - (1 + step)^-3/4, capped at cfg.ema): early steps are not
+    # averaged with the random init. It is what gets validated, early-stopped on and returned.
+    ema = ModelEmaV3(model, decay=cfg.ema, use_warmup=True, warmup_power=0.75) if cfg.ema else None
+    scored = ema.module if ema else model
     state, best_weights = TrainState(), checkpoint.copy_weights(model)
     ckpt_path = out_dir / checkpoint.CHECKPOINT
     if resume:
-        fields, best_weights = checkpoint.restore(ckpt_path, model, opt, sched, gen, cfg)
+        fields, best_weights = checkpoint.restore(ckpt_path, model, opt, sched, gen, cfg, ema)
         state = TrainState(**fields)
 
     while state.epoch < cfg.epochs and not state.stopped_early:
@@ -187,6 +195,8 @@ def train(
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if ema:
+                ema.update(model, step=state.epoch * steps_per_epoch + step + 1)
             lr_used = opt.param_groups[0]["lr"]  # after the last step OneCycle's linear phase extrapolates below 0
             sched.step()
             loss_sum += loss.detach() * len(y)
@@ -202,7 +212,9 @@ def train(
         train_seconds = time.perf_counter() - t0
         if world > 1:
             distributed.sync_from_main(model)
-        val_loss, val_acc = evaluate_loss(model, val_data, device)
+            if ema:
+                distributed.sync_from_main(ema.module)
+        val_loss, val_acc = evaluate_loss(scored, val_data, device)
         seconds = time.perf_counter() - t0
         state.epoch += 1
         state.seconds += seconds
@@ -212,7 +224,7 @@ def train(
         state.history.append(row)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
-            best_weights = checkpoint.copy_weights(model)
+            best_weights = checkpoint.copy_weights(scored)
         else:
             state.bad_epochs += 1
             state.stopped_early = state.bad_epochs >= cfg.patience
@@ -221,7 +233,7 @@ def train(
         log.info("epoch %d/%d  loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs, %.0f img/s%s",
                  state.epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
                  seconds, row["train_img_per_s"], "  (early stop)" if state.stopped_early else "")
-        checkpoint.save(ckpt_path, model, opt, sched, gen, cfg, state, best_weights)
+        checkpoint.save(ckpt_path, model, opt, sched, gen, cfg, state, best_weights, ema)
         write_history(out_dir / "history.csv", state.history)
         if on_epoch_end:
             on_epoch_end(state)

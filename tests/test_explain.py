@@ -63,7 +63,7 @@ def test_the_map_follows_the_evidence_when_the_input_moves():
     assert cam_left[:, 4:].max() < 1e-5 and cam_right[:, :4].max() < 1e-5
 
 
-@pytest.mark.parametrize("name", ["fast", "resnet50v2", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", ["fast", "resnet50v2", "efficientnet_lite0", "efficientnet_lite2"])
 def test_every_shipped_model_gives_maps_in_range_that_depend_on_the_image(name):
     torch.manual_seed(0)
     model = build_model(default_config(name)).eval()

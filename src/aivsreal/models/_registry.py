@@ -17,7 +17,7 @@ from torch import nn
 from aivsreal.errors import AivsrealError
 from aivsreal.models.network import DetectorNet, ModelConfig
 
-FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0", "lite0_probe")
+FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "lite0_probe")
 
 
 @dataclass(frozen=True)

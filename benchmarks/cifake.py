@@ -38,8 +38,8 @@ SEED_ROW = {"model": "seed notebook: Keras ResNet50V2, ImageNet weights, GPU (pu
 # row name: (registered model, train overrides of its recipe, model overrides, pretrained, notes)
 CONTENDERS = {
     "fast": ("fast", {}, {}, False, "ours, the default; from scratch"),
-    "fast_ema": ("fast", {"ema": 0.999}, {}, False, "the fast recipe, validating and keeping an EMA of the weights "
-                 "(timm ModelEmaV3, decay warm-up capped at 0.999)"),
+    "fast_ema": ("fast", {"ema": 0.999}, {}, False, "an experiment, not the default: the fast recipe, validating "
+                 "and keeping an EMA of the weights (timm ModelEmaV3, decay warm-up capped at 0.999)"),
     "efficientnet_lite0": ("efficientnet_lite0", {}, {}, True,
                            "fine-tuned from the packaged ImageNet weights, 32px upsampled to 64px"),
     "resnet50v2": ("resnet50v2", {}, {}, False, "the seed's recipe at 32x32, from scratch (no ResNet50V2 ImageNet "
@@ -146,7 +146,8 @@ def main() -> None:
             "train_minutes": tr["seconds"] / 60, "run_minutes_incl_data_and_eval": wall / 60,
             "train_img_per_s": tr["median_img_per_s"],
             "train_pflops": tr.get("pflops"), "images_seen": tr.get("images_seen"),
-            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "command": "python benchmarks/cifake.py " + " ".join(sys.argv[1:]),
             "test_accuracy": test["accuracy"], "test_precision": test["precision"], "test_recall": test["recall"],
             "test_f1": test["f1"], "test_auc": test["roc_auc"],
             "test_accuracy_without_leaked": clean.get("accuracy"),
@@ -179,30 +180,42 @@ def main() -> None:
     print((RESULTS / "cifake.md").read_text())
 
 
+def earlier(row: dict) -> str:
+    return f" (row from an earlier run: `{row['command']}`)" if row.get("from_earlier_run") else ""
+
+
+def pflops(row: dict) -> str:
+    return f"{row['train_pflops']:.3f}" if row.get("train_pflops") is not None else "–"
+
+
 def markdown(meta: dict, rows: list[dict], best: str) -> str:
-    head = ("| model | seed | params | epochs | train min | train img/s | test acc | test acc w/o 378 leaked | "
-            "precision | recall | F1 | AUC | infer img/s (b256) |")
+    head = ("| model | seed | params | epochs | train PFLOP | train min | train img/s | machine, date | test acc | "
+            "test acc w/o 378 leaked | precision | recall | F1 | AUC | infer img/s (b256) |")
     lines = [
-        f"Measured {meta['date']} on {meta['machine']}.",
+        f"This run: {meta['date']} on {meta['machine']}; each row says where and when it was measured.",
         f"Command: `{meta['command']}`. Data: {meta['data']}. "
         "Precision/recall with REAL as the positive class, as in the seed.",
+        f"Training budget as compute (wall-clock minutes drift up to 2x between days and machines): the `fast` "
+        f"recipe's {meta['budget_pflops']:.3f} PFLOP (forward + backward, counted by torch.utils.flop_counter, "
+        "times images seen) is \"20 CPU-minutes\"; six times that, \"2 h\".",
         "", head, "|" + "---|" * (head.count("|") - 1),
     ]
     for r in rows:
         lines.append(
-            f"| `{r['model']}` | {r['seed']} | {r['params'] / 1e6:.2f}M | {r['epochs']} | {r['train_minutes']:.1f} | "
-            f"{r['train_img_per_s']:.0f} | **{r['test_accuracy']:.4f}** | {r['test_accuracy_without_leaked']:.4f} | "
+            f"| `{r['model']}` | {r['seed']} | {r['params'] / 1e6:.2f}M | {r['epochs']} | {pflops(r)} | "
+            f"{r['train_minutes']:.1f} | {r['train_img_per_s']:.0f} | {r['machine'].split(',')[0]}, {r['date']} | "
+            f"**{r['test_accuracy']:.4f}** | {r['test_accuracy_without_leaked']:.4f} | "
             f"{r['test_precision']:.4f} | {r['test_recall']:.4f} | {r['test_f1']:.4f} | {r['test_auc']:.4f} | "
             f"{r['inference_img_per_s_b256']:.0f} |")
     s = SEED_ROW
-    lines.append(f"| {s['model']} | – | 23.6M | – | – | – | {s['test_accuracy']:.4f} | – | {s['test_precision']:.4f} | "
-                 f"{s['test_recall']:.4f} | – | – | – |")
+    lines.append(f"| {s['model']} | – | 23.6M | – | – | – | – | GPU | {s['test_accuracy']:.4f} | – | "
+                 f"{s['test_precision']:.4f} | {s['test_recall']:.4f} | – | – | – |")
     lines += ["", *over_seeds(rows), "", "Notes:"] + [f"- `{r['model']}` seed {r['seed']}: {r['notes']}; "
                                                       f"best epoch {r['best_epoch']}"
                                f"{' (stopped early)' if r['stopped_early'] else ''}; "
                                f"train accuracy {r['train_accuracy']:.4f}; whole run incl. data and evaluation "
                                f"{r['run_minutes_incl_data_and_eval']:.1f} min"
-                               f"{' (row from the previous run of this script)' if r.get('from_earlier_run') else ''}."
+                               f"{earlier(r)}."
                                for r in rows]
     lines += [f"- Data pipeline: cold JPEG decode {meta['decode_img_per_s_cold']:,.0f} img/s "
               "(parallel, all cores); later runs load the cached uint8 array in about a second.",

@@ -77,7 +77,7 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]) -
     return out
 
 
-def imagenet_model(variant: str = "efficientnet_lite0", weights: str | Path | None = None) -> nn.Module:
+def imagenet_model(variant: str, weights: str | Path | None = None) -> nn.Module:
     """timm `variant` with the ImageNet weights (1000-class head included)."""
     model = timm.create_model(variant, pretrained=False, bn_eps=1e-3)
     state = load_state_dict_file(weights or packaged_weights_path(variant))

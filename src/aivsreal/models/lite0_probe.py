@@ -81,5 +81,5 @@ class StageProbe(nn.Module):
 def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     """Frozen Lite0 with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
     if pretrained or weights:
-        return StageProbe(imagenet_model(weights))
+        return StageProbe(imagenet_model("efficientnet_lite0", weights))
     return StageProbe(timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3))

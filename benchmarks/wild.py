@@ -14,6 +14,8 @@ Contenders, all on the same test images:
   random native 224 crops per image through the codec chain (train/augment.CodecChain: random
   rescale, blur, noise, JPEG q65-100), the same for REAL and FAKE;
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
+- `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite2 (2,136 values), same views;
+  and both backbones' features side by side (4,200 values);
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
   chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
   scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
@@ -55,7 +57,9 @@ from aivsreal.data.sources import ImageRef, stratified_split
 from aivsreal.data.stream import CentreCrops
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
+from aivsreal.models._efficientnet_lite import imagenet_model
 from aivsreal.models.file import ModelMeta
+from aivsreal.models.lite0_probe import StageProbe
 from aivsreal.predict.detector import Detector
 from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
@@ -65,20 +69,23 @@ RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+PROBE_BACKBONES = {"lite0": "efficientnet_lite0", "lite2": "efficientnet_lite2"}
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
-    """The `lite0_probe` family's features (every stage pooled: 2,064 values) of (N, S, S, 3) crops."""
+    """The probe's features (every stage pooled: 2,064 values for Lite0) of (N, S, S, 3) crops."""
     x = pixels_to(torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), torch.device("cpu"))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         return model.network.features(model.normalize(x)).float().numpy()
 
 
-def features_for(rows: list[dict], root: Path, cache: Path) -> dict[str, np.ndarray]:
-    """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs."""
+def features_for(rows: list[dict], root: Path, cache: Path, backbone: str) -> dict[str, np.ndarray]:
+    """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs.
+    The views come from one seeded generator: every backbone sees the same crops."""
     if cache.exists():
         return dict(np.load(cache))
-    model = build_model(default_config("lite0_probe"), pretrained=True).eval().to(memory_format=torch.channels_last)
+    model = DetectorNet(default_config("lite0_probe"), StageProbe(imagenet_model(backbone)))
+    model = model.eval().to(memory_format=torch.channels_last)
     chain, rng = CodecChain(), np.random.default_rng(0)
     out = defaultdict(list)
     started = time.time()
@@ -264,9 +271,14 @@ def main() -> None:
     rows = list(csv.DictReader(open(args.labels)))
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     folds = source_folds([r["source"] for r in rows], labels)
-    feats = features_for(rows, root, Path(args.cache))
+    cache = Path(args.cache)
+    probe_feats = {short: features_for(rows, root, cache if short == "lite0" else
+                                            cache.with_name(f"{cache.stem}_{short}.npz"), backbone)
+                        for short, backbone in PROBE_BACKBONES.items()}
+    feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
     sources = np.array([r["source"] for r in rows])
-    chosen: dict[str, list[float]] = {"chain": [], "plain": []}
+    both = {k: np.concatenate([feats[k], lite2[k]], -1) for k in ("chain", "as_is", "same_codec")}
+    chosen: dict[str, list[float]] = {"chain": [], "plain": [], "lite2 chain": [], "lite0+lite2 chain": []}
     blobs = same_codec_blobs(feats)
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
@@ -274,6 +286,9 @@ def main() -> None:
     contenders = {
         "lite0 probe (codec chain)": cross_validate(feats, labels, folds, "chain", sources, chosen["chain"]),
         "lite0 probe (plain crops)": cross_validate(feats, labels, folds, "plain", sources, chosen["plain"]),
+        "lite2 probe (codec chain)": cross_validate(lite2, labels, folds, "chain", sources, chosen["lite2 chain"]),
+        "lite0+lite2 probe (codec chain, features side by side)":
+            cross_validate(both, labels, folds, "chain", sources, chosen["lite0+lite2 chain"]),
         "size/format/bytes only": shortcut(feats, labels, folds),
         **{name: scores for name, (scores, _) in trained.items()},
         "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),
@@ -281,7 +296,8 @@ def main() -> None:
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
-              "feature_minutes": round(float(feats["feature_seconds"]) / 60, 1),
+              "feature_minutes": {short: round(float(f["feature_seconds"]) / 60, 1)
+                                  for short, f in probe_feats.items()},
               "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
                                                              if k == f}) for f in range(folds.max() + 1)},
               "probe_c_per_fold": chosen,
@@ -300,11 +316,12 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
+    features = " and ".join(f"{m} min for {b}" for b, m in r["feature_minutes"].items())
     trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
                         f"over the 4 folds" for name, t in r["trained"].items())
     lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
-             f"and cached in benchmarks/runs/: the probe features, {r['feature_minutes']} min (9 to 12 forward passes "
-             f"of 224 px crops per image), and the per-fold training, {trained})",
+             f"and cached in benchmarks/runs/: the probe features (9 to 12 forward passes of 224 px crops "
+             f"per image), {features}, and the per-fold training, {trained})",
              "", f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']['chain']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]

@@ -42,6 +42,8 @@ CONTENDERS = {
                  "and keeping an EMA of the weights (timm ModelEmaV3, decay warm-up capped at 0.999)"),
     "efficientnet_lite0": ("efficientnet_lite0", {}, {}, True,
                            "fine-tuned from the packaged ImageNet weights, 32px upsampled to 64px"),
+    "efficientnet_lite0_6ep": ("efficientnet_lite0", {"epochs": 6}, {}, True,
+                               "the same fine-tune for 6 epochs instead of 2 (one-cycle over the 6)"),
     "resnet50v2": ("resnet50v2", {}, {}, False, "the seed's recipe at 32x32, from scratch (no ResNet50V2 ImageNet "
                    "weights offline), Adam 1e-3, early stopping, capped at the budget"),
 }

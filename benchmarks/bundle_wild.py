@@ -3,8 +3,8 @@
     python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
     python benchmarks/bundle_wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
 
-The recipe is wild.py's `lite0 probe (codec chain)`: frozen ImageNet EfficientNet-Lite0 features
-(models/lite0_probe.py) of two codec-chain views per image, standardised, logistic regression with
+The recipe is wild.py's BUNDLED_RECIPE, `lite2 probe (codec chain)`: frozen ImageNet EfficientNet-Lite2
+features (models/lite2_probe.py) of two codec-chain views per image, standardised, logistic regression with
 C chosen by group cross-validation over sources. Here it is fitted on all 3,599 images (its
 held-out figures are wild.py's, where every score came from a fold that never saw the source), and
 the classifier is folded into the network's linear head, so the detector runs everywhere a model
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bundle import fp16_check
-from wild import CROP, RESULTS, features_for, inner_c, probe
+from wild import BUNDLED_RECIPE, CROP, RESULTS, feature_cache, features_for, inner_c, probe
 
 from aivsreal.data.crops import centre_crop
 from aivsreal.data.images import decode_native, read_limited
@@ -40,7 +40,7 @@ from aivsreal.predict.detector import Detector
 
 SOURCES_MD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild" / "SOURCES.md"
 FP16_SAMPLE = 300
-CONTENDER = "lite0 probe (codec chain)"
+FAMILY = "lite2_probe"
 
 
 def licence_rows(sources_md: Path) -> list[list[str]]:
@@ -55,7 +55,7 @@ def licence_rows(sources_md: Path) -> list[list[str]]:
 
 def held_out_table(wild: dict) -> list[str]:
     """wild.py's source-held-out figures for this recipe: pooled, then per generator family."""
-    ours = wild["contenders"][CONTENDER]
+    ours = wild["contenders"][BUNDLED_RECIPE]
     shortcut = wild["contenders"]["size/format/bytes only"]
     lines = [f"Pooled AUC **{ours['same_codec']['pooled_auc']:.3f}** same codec (every test image a native 448 px "
              f"centre crop re-encoded as JPEG q90), {ours['as_is']['pooled_auc']:.3f} as stored; a classifier that "
@@ -73,20 +73,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wild", required=True, help="the extracted set (OUT of extract.sh)")
     ap.add_argument("--labels", required=True, help="labels.csv beside the recipe")
-    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's feature cache")
+    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's --cache")
     ap.add_argument("--sources", default=str(SOURCES_MD), help="the set's SOURCES.md (licences)")
     args = ap.parse_args()
     root = Path(args.wild).expanduser()
     rows = list(csv.DictReader(open(args.labels)))
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     sources = np.array([r["source"] for r in rows])
-    feats = features_for(rows, root, Path(args.cache))
+    feats = features_for(rows, root, feature_cache(Path(args.cache), "lite2"), FAMILY)
 
     c = inner_c(feats["chain"], labels, sources)
     views = feats["chain"]
     fitted = probe(views.reshape(-1, views.shape[-1]), np.repeat(labels, views.shape[1]), c)
     scaler, lr = fitted.named_steps["standardscaler"], fitted.named_steps["logisticregression"]
-    network = build_model(default_config("lite0_probe"), pretrained=True).eval()
+    network = build_model(default_config(FAMILY), pretrained=True).eval()
     network.network.set_head(lr.coef_[0], float(lr.intercept_[0]), scaler.mean_, scaler.scale_)
     with torch.no_grad():  # the folded head gives the classifier's own logits
         head = network.network.head(torch.from_numpy(feats["as_is"][:50]).float()).squeeze(1).numpy()
@@ -98,9 +98,9 @@ def main() -> None:
     wild = json.loads((RESULTS / "wild.json").read_text())
     data = {"path": "the wild development set (../shared/data/wild: 14 public repositories)",
             "train": len(rows), "val": 0, "test": 0, "seed": 0}
-    summary = {"model": {"name": "lite0_probe", "config": network.config.to_dict(),
+    summary = {"model": {"name": FAMILY, "config": network.config.to_dict(),
                          "params": sum(p.numel() for p in network.parameters()), "pretrained": True},
-               "data": data, "training": {"recipe": f"wild.py {CONTENDER}, C={c} (group CV over sources)",
+               "data": data, "training": {"recipe": f"wild.py {BUNDLED_RECIPE}, C={c} (group CV over sources)",
                                           "views_per_image": int(views.shape[1])},
                "held_out": {"same_codec_auc": wild["same_codec"]["pooled_auc"],
                             "as_is_auc": wild["as_is"]["pooled_auc"]},

@@ -57,9 +57,7 @@ from aivsreal.data.sources import ImageRef, stratified_split
 from aivsreal.data.stream import CentreCrops
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
-from aivsreal.models._efficientnet_lite import imagenet_model
 from aivsreal.models.file import ModelMeta
-from aivsreal.models.lite0_probe import StageProbe
 from aivsreal.predict.detector import Detector
 from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
@@ -69,7 +67,8 @@ RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-PROBE_BACKBONES = {"lite0": "efficientnet_lite0", "lite2": "efficientnet_lite2"}
+PROBES = {"lite0": "lite0_probe", "lite2": "lite2_probe"}  # short name (cache file suffix) -> model family
+BUNDLED_RECIPE = "lite2 probe (codec chain)"  # the best held-out figure: the bundled `wild` detector's recipe
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
@@ -79,13 +78,12 @@ def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
         return model.network.features(model.normalize(x)).float().numpy()
 
 
-def features_for(rows: list[dict], root: Path, cache: Path, backbone: str) -> dict[str, np.ndarray]:
+def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict[str, np.ndarray]:
     """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs.
     The views come from one seeded generator: every backbone sees the same crops."""
     if cache.exists():
         return dict(np.load(cache))
-    model = DetectorNet(default_config("lite0_probe"), StageProbe(imagenet_model(backbone)))
-    model = model.eval().to(memory_format=torch.channels_last)
+    model = build_model(default_config(family), pretrained=True).eval().to(memory_format=torch.channels_last)
     chain, rng = CodecChain(), np.random.default_rng(0)
     out = defaultdict(list)
     started = time.time()
@@ -118,6 +116,11 @@ def features_for(rows: list[dict], root: Path, cache: Path, backbone: str) -> di
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **arrays)
     return arrays
+
+
+def feature_cache(cache: Path, short: str) -> Path:
+    """Lite0's features keep the original file name; other backbones get a suffix."""
+    return cache if short == "lite0" else cache.with_name(f"{cache.stem}_{short}.npz")
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, c: float) -> object:
@@ -272,9 +275,8 @@ def main() -> None:
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     folds = source_folds([r["source"] for r in rows], labels)
     cache = Path(args.cache)
-    probe_feats = {short: features_for(rows, root, cache if short == "lite0" else
-                                            cache.with_name(f"{cache.stem}_{short}.npz"), backbone)
-                        for short, backbone in PROBE_BACKBONES.items()}
+    probe_feats = {short: features_for(rows, root, feature_cache(cache, short), family)
+                   for short, family in PROBES.items()}
     feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
     sources = np.array([r["source"] for r in rows])
     both = {k: np.concatenate([feats[k], lite2[k]], -1) for k in ("chain", "as_is", "same_codec")}
@@ -305,7 +307,7 @@ def main() -> None:
                           for name in [spec.name]},
               "contenders": {name: {cond: summarise(p, labels, rows) for cond, p in ps.items()}
                              for name, ps in contenders.items()}}
-    best = result["contenders"]["lite0 probe (codec chain)"]
+    best = result["contenders"][BUNDLED_RECIPE]
     result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
     result["as_is"] = {"pooled_auc": best["as_is"]["pooled_auc"]}
     result["minutes"] = round((time.time() - started) / 60, 1)
@@ -323,7 +325,7 @@ def markdown(r: dict) -> str:
              f"and cached in benchmarks/runs/: the probe features (9 to 12 forward passes of 224 px crops "
              f"per image), {features}, and the per-fold training, {trained})",
              "", f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
-             f"(probe C per fold, from inner CV: {r['probe_c_per_fold']['chain']}):", ""]
+             f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]
     lines += ["", "## Pooled over the held-out folds", "",
               "| contender | same codec AUC | same codec acc | as is AUC | as is acc |", "|---|---|---|---|---|"]
@@ -333,10 +335,10 @@ def markdown(r: dict) -> str:
                      f"| {as_is['pooled_auc']:.3f} | {as_is['pooled_accuracy']:.3f} |")
     for key, title in (("per_source", "Per held-out source"),
                        ("per_family", "Per generator family (FAKE) vs all REAL")):
-        lines += ["", f"## {title}: same codec, lite0 probe (codec chain) vs the shortcut", "",
+        lines += ["", f"## {title}: same codec, {BUNDLED_RECIPE} vs the shortcut", "",
                   "| group | n | AUC vs other class | FAKE recall / REAL kept | shortcut AUC |",
                   "|---|---|---|---|---|"]
-        ours = r["contenders"]["lite0 probe (codec chain)"]["same_codec"][key]
+        ours = r["contenders"][BUNDLED_RECIPE]["same_codec"][key]
         theirs = r["contenders"]["size/format/bytes only"]["same_codec"][key]
         for g, m in ours.items():
             kept = m.get("fake_recall", m.get("real_kept"))

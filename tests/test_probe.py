@@ -1,4 +1,4 @@
-"""The `lite0_probe` family (frozen backbone, linear head), the domain check's projection for wide
+"""The probe families (frozen backbone, linear head), the domain check's projection for wide
 features, and the bundled `wild` detector built from them."""
 
 from __future__ import annotations
@@ -54,6 +54,18 @@ def test_a_fitted_linear_classifier_folds_into_the_head(probe):
     np.testing.assert_allclose(logits, ((features - mean) / scale) @ w + b, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("family", ["lite0_probe", "lite2_probe"])
+def test_each_probe_reads_every_stage_of_a_frozen_backbone(family):
+    import importlib
+
+    net = build_model(default_config(family))
+    with torch.no_grad():
+        features = net.network.features(net.normalize(torch.rand(1, 3, 64, 64) * 255))
+    expected = importlib.import_module(f"aivsreal.models.{family}").FEATURES
+    assert features.shape == (1, expected) and net.network.head.in_features == expected
+    assert not any(p.requires_grad for p in net.network.backbone.parameters())
+
+
 def wide_features(rng: np.random.Generator, n: int, d: int = 600, rank: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Two classes living in a rank-40 subspace of 600 dimensions, plus a little isotropic noise."""
     mix = np.random.default_rng(99).normal(size=(rank, d))
@@ -87,7 +99,7 @@ def jpeg(pixels: np.ndarray) -> bytes:
 
 def test_the_bundled_wild_detector_reads_native_tiles_and_checks_its_domain(capsys):
     det = Detector.load("wild", device="cpu")
-    assert det.config.name == "lite0_probe" and det.crop == 224 and det.meta.domain.basis is not None
+    assert det.config.name == "lite2_probe" and det.crop == 224 and det.meta.domain.basis is not None
     rng = np.random.default_rng(0)
     photo = np.clip(rng.normal(120, 40, (700, 900, 3)), 0, 255).astype(np.uint8)
     views, size = det.decode(jpeg(photo))

@@ -17,7 +17,8 @@ from torch import nn
 from aivsreal.errors import AivsrealError
 from aivsreal.models.network import DetectorNet, ModelConfig
 
-FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "lite0_probe")
+FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+            "lite0_probe", "lite2_probe")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""`lite0_probe`: a linear probe on frozen ImageNet EfficientNet-Lite0 features (UnivFD-style).
+"""What the probe families share: a linear head on a frozen ImageNet EfficientNet-Lite (UnivFD-style).
 
 UnivFD (Ojha et al. 2023) found that a linear classifier on a frozen pretrained backbone
 generalises to generators it never saw far better than a network fine-tuned on a few: the probe
 cannot reshape the features around the training generators' quirks. Generator traces are
 low-level, so the probe reads every stage, not only the last: the global average of each stage's
-output and of the head, 2,064 values. The backbone stays frozen (eval mode, no gradients) whatever
-the training loop does; only `head` learns, by `aivsreal train` or in closed form from a logistic
-regression (`set_head`, as benchmarks/wild.py and the bundled `wild` detector do).
+output and of the head (2,064 values for Lite0, 2,136 for Lite2). The backbone stays frozen (eval
+mode, no gradients) whatever the training loop does; only `head` learns, by `aivsreal train` or in
+closed form from a logistic regression (`set_head`, as benchmarks/wild.py and the bundled `wild`
+detector do).
 
 Meant for native-resolution crops (`--crop 224`): the network sees them as they are.
 """
@@ -20,16 +21,14 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models._efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
-from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 
-FEATURES = 2064  # Lite0: 16 + 24 + 40 + 80 + 112 + 192 + 320 stage channels + 1280 head channels
 TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
 
 
-def default_config() -> ModelConfig:
-    return ModelConfig(name="lite0_probe", image_size=224, input_size=224, mean=LITE_MEAN, std=LITE_STD,
+def default_config(family: str) -> ModelConfig:
+    return ModelConfig(name=family, image_size=224, input_size=224, mean=LITE_MEAN, std=LITE_STD,
                        options={"crop": 224})
 
 
@@ -77,9 +76,8 @@ class StageProbe(nn.Module):
             self.head.bias.fill_(float(bias - folded @ mean))
 
 
-@register_model
-def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
-    """Frozen Lite0 with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
+def build_probe(backbone: str, pretrained: bool, weights: str | None) -> StageProbe:
+    """Frozen `backbone` with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
     if pretrained or weights:
-        return StageProbe(imagenet_model("efficientnet_lite0", weights))
-    return StageProbe(timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3))
+        return StageProbe(imagenet_model(backbone, weights))
+    return StageProbe(timm.create_model(backbone, pretrained=False, bn_eps=1e-3))

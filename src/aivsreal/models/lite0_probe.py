@@ -1,4 +1,4 @@
-"""`lite0_probe`: a linear probe on frozen ImageNet EfficientNet-Lite0 features (see _stage_probe);
+"""`lite0_probe`: a linear probe on frozen ImageNet EfficientNet-Lite0 features (see lite_probe.py);
 the bundled `wild` detector's recipe until 2026-11-27.
 """
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import _stage_probe as probe
+from aivsreal.models import lite_probe as probe
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 

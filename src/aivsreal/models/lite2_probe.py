@@ -1,4 +1,4 @@
-"""`lite2_probe`: a linear probe on frozen ImageNet EfficientNet-Lite2 features (see _stage_probe);
+"""`lite2_probe`: a linear probe on frozen ImageNet EfficientNet-Lite2 features (see lite_probe.py);
 wider and deeper than Lite0 (ImageNet top-1 77.6% vs 75.1%); on the wild set's held-out sources its
 probe scores 0.779 same-codec AUC against Lite0's 0.752 (benchmarks/results/wild.md).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from aivsreal.models import _stage_probe as probe
+from aivsreal.models import lite_probe as probe
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 

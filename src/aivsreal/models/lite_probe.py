@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
+from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
 from aivsreal.models.network import ModelConfig
 
 TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,

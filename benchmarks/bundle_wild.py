@@ -4,7 +4,7 @@
     python benchmarks/bundle_wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
 
 The recipe is wild.py's BUNDLED_RECIPE, `lite2 probe (codec chain)`: frozen ImageNet EfficientNet-Lite2
-features (models/lite2_probe.py) of two codec-chain views per image, standardised, logistic regression with
+features (models/lite_probe.py) of two codec-chain views per image, standardised, logistic regression with
 C chosen by group cross-validation over sources. Here it is fitted on all 3,599 images (its
 held-out figures are wild.py's, where every score came from a fold that never saw the source), and
 the classifier is folded into the network's linear head, so the detector runs everywhere a model

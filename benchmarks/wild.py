@@ -9,7 +9,7 @@ out, each fold holding out REAL and FAKE sources). Two test conditions:
   2x2 crops. The headline: a format or size shortcut cannot help here.
 Contenders, all on the same test images:
 - `lite0 probe`: frozen ImageNet EfficientNet-Lite0, global-average-pooled output of every stage and
-  the head (2,064 values: models/lite0_probe.py), logistic regression (C chosen per fold by group CV inside its training
+  the head (2,064 values: models/lite_probe.py), logistic regression (C chosen per fold by group CV inside its training
   sources, never on the held-out ones). Training views: two
   random native 224 crops per image through the codec chain (train/augment.CodecChain: random
   rescale, blur, noise, JPEG q65-100), the same for REAL and FAKE;

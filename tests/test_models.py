@@ -11,7 +11,9 @@ from aivsreal.models.resnet50v2 import SeedHead
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_maps_pixels_to_one_logit(name):
-    model = build_model(default_config(name)).eval()
+    config = default_config(name)  # registered under its own name by its family's module
+    assert config.name == name
+    model = build_model(config).eval()
     x = torch.rand(2, 3, 32, 32) * 255
     with torch.no_grad():
         out = model(x)

@@ -13,9 +13,11 @@ from PIL import Image
 from aivsreal.cli import main
 from aivsreal.models import build_model, default_config
 from aivsreal.models.domain import MAX_DIM, DomainCheck
-from aivsreal.models.lite0_probe import FEATURES
 from aivsreal.predict.detector import Detector
 from aivsreal.train.loop import TrainConfig, train
+
+FEATURES = 16 + 24 + 40 + 80 + 112 + 192 + 320 + 1280  # Lite0's stage widths and head: 2,064
+LITE2_FEATURES = 16 + 24 + 48 + 88 + 120 + 208 + 352 + 1280  # 2,136
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +56,11 @@ def test_a_fitted_linear_classifier_folds_into_the_head(probe):
     np.testing.assert_allclose(logits, ((features - mean) / scale) @ w + b, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("family", ["lite0_probe", "lite2_probe"])
-def test_each_probe_reads_every_stage_of_a_frozen_backbone(family):
-    import importlib
-
+@pytest.mark.parametrize(("family", "expected"), [("lite0_probe", FEATURES), ("lite2_probe", LITE2_FEATURES)])
+def test_each_probe_reads_every_stage_of_a_frozen_backbone(family, expected):
     net = build_model(default_config(family))
     with torch.no_grad():
         features = net.network.features(net.normalize(torch.rand(1, 3, 64, 64) * 255))
-    expected = importlib.import_module(f"aivsreal.models.{family}").FEATURES
     assert features.shape == (1, expected) and net.network.head.in_features == expected
     assert not any(p.requires_grad for p in net.network.backbone.parameters())
 

@@ -1,8 +1,10 @@
-"""The model registry: each family registers itself with `@register_model` (as in timm).
+"""The model registry: each model registers itself with `@register_model` (as in timm).
 
-A family module defines `build(config, pretrained, weights)`, `default_config()` and
-`TRAIN_RECIPE`, and decorates `build`. Its name goes in FAMILIES too: that list is what
-`--model` offers and what is imported on first use, so one model never imports every backbone.
+One family per file: a family module defines `default_config(name)` and `TRAIN_RECIPE`, then one
+builder per model, `<name>(config, pretrained, weights)`, decorated with `@register_model`
+(`efficientnet_lite.py` registers efficientnet_lite0, _lite1 and _lite2). Every name also goes
+in MODELS with its module: that table is what `--model` offers and says which module to import
+on first use, so one model never imports every backbone.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -17,8 +20,10 @@ from torch import nn
 from aivsreal.errors import AivsrealError
 from aivsreal.models.network import DetectorNet, ModelConfig
 
-FAMILIES = ("fast", "resnet50v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-            "lite0_probe", "lite2_probe")
+# model name -> its family's module in aivsreal.models
+MODELS = {"fast": "fast", "resnet50v2": "resnet50v2", "efficientnet_lite0": "efficientnet_lite",
+          "efficientnet_lite1": "efficientnet_lite", "efficientnet_lite2": "efficientnet_lite",
+          "lite0_probe": "lite_probe", "lite2_probe": "lite_probe"}
 
 
 @dataclass(frozen=True)
@@ -33,22 +38,22 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register the family whose module defines `build`; its name is the module's name."""
+    """Register `build` under its own name, with its module's `default_config` and `TRAIN_RECIPE`."""
     module = importlib.import_module(build.__module__)
-    name = build.__module__.rpartition(".")[2]
-    _REGISTRY[name] = ModelEntry(name, build, module.default_config, dict(module.TRAIN_RECIPE))
+    name = build.__name__
+    _REGISTRY[name] = ModelEntry(name, build, partial(module.default_config, name), dict(module.TRAIN_RECIPE))
     return build
 
 
 def model_names() -> tuple[str, ...]:
-    return FAMILIES
+    return tuple(MODELS)
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY and name in FAMILIES:
-        importlib.import_module(f"aivsreal.models.{name}")
+    if name not in _REGISTRY and name in MODELS:
+        importlib.import_module(f"aivsreal.models.{MODELS[name]}")
     if name not in _REGISTRY:
-        raise AivsrealError(f"unknown model {name!r}; choose one of {', '.join(FAMILIES)}")
+        raise AivsrealError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return _REGISTRY[name]
 
 

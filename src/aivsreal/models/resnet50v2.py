@@ -26,8 +26,8 @@ TRAIN_RECIPE = {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
                 "patience": 3}
 
 
-def default_config() -> ModelConfig:
-    return ModelConfig(name="resnet50v2", image_size=32, input_size=32,
+def default_config(name: str) -> ModelConfig:
+    return ModelConfig(name=name, image_size=32, input_size=32,
                        mean=IMAGENET_MEAN, std=IMAGENET_STD, options={})
 
 
@@ -50,7 +50,7 @@ class SeedHead(nn.Module):
 
 
 @register_model
-def build(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+def resnet50v2(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     try:
         backbone = timm.create_model(TIMM_NAME, pretrained=pretrained and not weights,
                                      num_classes=0, global_pool="")

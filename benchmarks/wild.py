@@ -16,6 +16,8 @@ Contenders, all on the same test images:
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
 - `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite2 (2,136 values), same views;
   and both backbones' features side by side (4,200 values);
+- `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
+  (4,272 values: texture statistics, as Gram-Net argues), same views;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
   chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
   scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
@@ -67,7 +69,8 @@ RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-PROBES = {"lite0": "lite0_probe", "lite2": "lite2_probe"}  # short name (cache file suffix) -> model family
+# short name (cache file suffix) -> model family
+PROBES = {"lite0": "lite0_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
 BUNDLED_RECIPE = "lite2 probe (codec chain)"  # the best held-out figure: the bundled `wild` detector's recipe
 
 
@@ -280,7 +283,8 @@ def main() -> None:
     feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
     sources = np.array([r["source"] for r in rows])
     both = {k: np.concatenate([feats[k], lite2[k]], -1) for k in ("chain", "as_is", "same_codec")}
-    chosen: dict[str, list[float]] = {"chain": [], "plain": [], "lite2 chain": [], "lite0+lite2 chain": []}
+    chosen: dict[str, list[float]] = {"chain": [], "plain": [], "lite2 chain": [], "lite0+lite2 chain": [],
+                                      "lite2 stats chain": []}
     blobs = same_codec_blobs(feats)
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
@@ -291,6 +295,8 @@ def main() -> None:
         "lite2 probe (codec chain)": cross_validate(lite2, labels, folds, "chain", sources, chosen["lite2 chain"]),
         "lite0+lite2 probe (codec chain, features side by side)":
             cross_validate(both, labels, folds, "chain", sources, chosen["lite0+lite2 chain"]),
+        "lite2 probe, mean+std pooled (codec chain)": cross_validate(probe_feats["lite2stats"], labels, folds, "chain",
+                                                                     sources, chosen["lite2 stats chain"]),
         "size/format/bytes only": shortcut(feats, labels, folds),
         **{name: scores for name, (scores, _) in trained.items()},
         "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),

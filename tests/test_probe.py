@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from aivsreal.cli import main
+from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.models.domain import MAX_DIM, DomainCheck
+from aivsreal.models.lite_probe import StageProbe
 from aivsreal.predict.detector import Detector
 from aivsreal.train.loop import TrainConfig, train
 
@@ -63,6 +65,20 @@ def test_each_probe_reads_every_stage_of_a_frozen_backbone(family, expected):
         features = net.network.features(net.normalize(torch.rand(1, 3, 64, 64) * 255))
     assert features.shape == (1, expected) and net.network.head.in_features == expected
     assert not any(p.requires_grad for p in net.network.backbone.parameters())
+
+
+def test_stats_probe_pools_each_stage_by_its_mean_and_its_spread():
+    net = build_model(default_config("lite2_probe_stats")).eval()
+    x = net.normalize(torch.rand(2, 3, 64, 64) * 255)
+    with torch.no_grad():
+        features = net.network.features(x)
+        b = net.network.backbone
+        stage0 = b.blocks[0](b.bn1(b.conv_stem(x)))  # 16 channels
+    assert features.shape == (2, 2 * LITE2_FEATURES) and net.network.head.in_features == 2 * LITE2_FEATURES
+    torch.testing.assert_close(features[:, :16], stage0.mean((2, 3)))
+    torch.testing.assert_close(features[:, 16:32], stage0.std((2, 3), correction=0))
+    with pytest.raises(AivsrealError, match="mean_std"):
+        StageProbe(b, pool="max")
 
 
 def wide_features(rng: np.random.Generator, n: int, d: int = 600, rank: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Linear probes on a frozen ImageNet EfficientNet-Lite (UnivFD-style): `lite0_probe`, `lite2_probe`.
+"""Linear probes on a frozen ImageNet EfficientNet-Lite (UnivFD-style): `lite0_probe`, `lite2_probe`,
+`lite2_probe_stats`.
 
 UnivFD (Ojha et al. 2023) found that a linear classifier on a frozen pretrained backbone
 generalises to generators it never saw far better than a network fine-tuned on a few: the probe
@@ -8,6 +9,10 @@ output and of the head (2,064 values for Lite0, 2,136 for Lite2). The backbone s
 mode, no gradients) whatever the training loop does; only `head` learns, by `aivsreal train` or in
 closed form from a logistic regression (`set_head`, as benchmarks/wild.py and the bundled `wild`
 detector do).
+
+`lite2_probe_stats` pools each stage by its mean and its standard deviation over the image: the
+spread of a feature map is a texture statistic, the kind of global statistic Gram-Net (Liu et al.
+2020) found to transfer across face generators, and one that the average alone washes out.
 
 Meant for native-resolution crops (`--crop 224`): the network sees them as they are.
 On the wild set's held-out sources the Lite2 probe scores 0.779 same-codec AUC against Lite0's
@@ -29,23 +34,29 @@ from aivsreal.models.network import ModelConfig
 
 TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+POOLING = {"lite2_probe_stats": "mean_std"}  # the others pool by the mean
 
 
 def default_config(name: str) -> ModelConfig:
     return ModelConfig(name=name, image_size=224, input_size=224, mean=LITE_MEAN, std=LITE_STD,
-                       options={"crop": 224})
+                       options={"crop": 224, "pool": POOLING.get(name, "mean")})
 
 
 class StageProbe(nn.Module):
-    """Frozen backbone (any timm EfficientNet-Lite) -> pooled stages (`features`) -> one linear layer."""
+    """Frozen backbone (any timm EfficientNet-Lite) -> pooled stages (`features`) -> one linear layer.
+    `pool`: "mean" (one value per channel) or "mean_std" (two: [means, standard deviations] per stage)."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, pool: str = "mean"):
         super().__init__()
+        if pool not in ("mean", "mean_std"):
+            raise AivsrealError(f"probe pooling must be 'mean' or 'mean_std', got {pool!r}")
+        self.pool = pool
         backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
         self.backbone = backbone.eval().requires_grad_(False)
         last_convs = [[m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1] for stage in backbone.blocks]
         widths = [conv.out_channels for conv in last_convs]
-        self.head = nn.Linear(sum(widths) + backbone.num_features, 1)
+        per_channel = 2 if pool == "mean_std" else 1
+        self.head = nn.Linear(per_channel * (sum(widths) + backbone.num_features), 1)
 
     def train(self, mode: bool = True) -> StageProbe:
         super().train(mode)
@@ -58,9 +69,15 @@ class StageProbe(nn.Module):
         pooled = []
         for stage in n.blocks:
             x = stage(x)
-            pooled.append(x.mean((2, 3)))
-        pooled.append(n.bn2(n.conv_head(x)).mean((2, 3)))
+            pooled += self._pooled(x)
+        pooled += self._pooled(n.bn2(n.conv_head(x)))
         return torch.cat(pooled, 1)
+
+    def _pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.pool == "mean":
+            return [x.mean((2, 3))]
+        x = x.float()  # a variance in bfloat16 (autocast) loses most of its digits
+        return [x.mean((2, 3)), x.std((2, 3), correction=0)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -80,18 +97,24 @@ class StageProbe(nn.Module):
             self.head.bias.fill_(float(bias - folded @ mean))
 
 
-def build_probe(backbone: str, pretrained: bool, weights: str | None) -> StageProbe:
+def build_probe(backbone: str, config: ModelConfig, pretrained: bool, weights: str | None) -> StageProbe:
     """Frozen `backbone` with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
+    pool = config.options.get("pool", "mean")  # probes saved before pooling was an option pooled by mean
     if pretrained or weights:
-        return StageProbe(imagenet_model(backbone, weights))
-    return StageProbe(timm.create_model(backbone, pretrained=False, bn_eps=1e-3))
+        return StageProbe(imagenet_model(backbone, weights), pool)
+    return StageProbe(timm.create_model(backbone, pretrained=False, bn_eps=1e-3), pool)
 
 
 @register_model
 def lite0_probe(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> StageProbe:
-    return build_probe("efficientnet_lite0", pretrained, weights)
+    return build_probe("efficientnet_lite0", config, pretrained, weights)
 
 
 @register_model
 def lite2_probe(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> StageProbe:
-    return build_probe("efficientnet_lite2", pretrained, weights)
+    return build_probe("efficientnet_lite2", config, pretrained, weights)
+
+
+@register_model
+def lite2_probe_stats(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> StageProbe:
+    return build_probe("efficientnet_lite2", config, pretrained, weights)

@@ -123,11 +123,27 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
                     help="train each contender once per seed (the seed also draws the validation split)")
     ap.add_argument("--runs", default="benchmarks/runs", help="where the trained models go (not committed)")
+    ap.add_argument("--rows-from", metavar="LOG",
+                    help="train nothing: write the tables from the rows an earlier run printed to LOG "
+                         "(for a run that trained and evaluated but failed before writing)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    rows = []
     decode_img_s = decode_throughput(args.data)
+    rows = rows_from(Path(args.rows_from)) if args.rows_from else train_contenders(args)
+    write_results(rows, args, decode_img_s)
+
+
+def rows_from(log: Path) -> list[dict]:
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"model": ')]
+    if not rows:
+        print(f"error: {log}: no result rows in it (lines starting with {{\"model\": )", file=sys.stderr)
+        raise SystemExit(2)
+    return rows
+
+
+def train_contenders(args: argparse.Namespace) -> list[dict]:
+    rows = []
     for name, seed in [(name, seed) for name in args.models for seed in args.seeds]:
         model, train_over, model_over, pretrained, notes = CONTENDERS[name]
         if model != "fast":
@@ -158,7 +174,11 @@ def main() -> None:
             "tta": summary["tta"],
         })
         print(json.dumps(rows[-1]), flush=True)
+    return rows
 
+
+def write_results(rows: list[dict], args: argparse.Namespace, decode_img_s: float) -> None:
+    command = rows[0]["command"] if args.rows_from else "python benchmarks/cifake.py " + " ".join(sys.argv[1:])
     rows = merge_with_earlier(rows)
     best = max(rows, key=lambda r: r["test_accuracy"])
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -168,11 +188,11 @@ def main() -> None:
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, CPU only, torch {torch.__version__}",
-        "command": "python benchmarks/cifake.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "data": "CIFAKE: train 100,000 (920 duplicate pairs dropped, 10% held out for validation), "
                 "test 20,000 untouched until evaluation",
         "decode_img_per_s_cold": decode_img_s,
-        "budget_minutes": args.budget_minutes,
+        "budget_minutes": args.budget_minutes if not args.rows_from else None,
         "budget_pflops": fast_recipe_pflops(),
     }
     if any(r.get("from_earlier_run") for r in rows):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bundle import fp16_check
-from wild import BUNDLED_RECIPE, CROP, RESULTS, feature_cache, features_for, inner_c, probe
+from wild import BUNDLED_PROBE, BUNDLED_RECIPE, CROP, PROBES, RESULTS, feature_cache, features_for, inner_c, probe
 
 from aivsreal.data.crops import centre_crop
 from aivsreal.data.images import decode_native, read_limited
@@ -40,7 +40,7 @@ from aivsreal.predict.detector import Detector
 
 SOURCES_MD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild" / "SOURCES.md"
 FP16_SAMPLE = 300
-FAMILY = "lite2_probe"
+FAMILY = PROBES[BUNDLED_PROBE]
 
 
 def licence_rows(sources_md: Path) -> list[list[str]]:
@@ -80,7 +80,7 @@ def main() -> None:
     rows = list(csv.DictReader(open(args.labels)))
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     sources = np.array([r["source"] for r in rows])
-    feats = features_for(rows, root, feature_cache(Path(args.cache), "lite2"), FAMILY)
+    feats = features_for(rows, root, feature_cache(Path(args.cache), BUNDLED_PROBE), FAMILY)
 
     c = inner_c(feats["chain"], labels, sources)
     views = feats["chain"]

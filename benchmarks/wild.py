@@ -67,11 +67,12 @@ from aivsreal.train.loop import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
-C_GRID = (0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
+C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 # short name (cache file suffix) -> model family
 PROBES = {"lite0": "lite0_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
-BUNDLED_RECIPE = "lite2 probe (codec chain)"  # the best held-out figure: the bundled `wild` detector's recipe
+# the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
+BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ stage has, so the renaming needs no per-variant table.
 
 Lite0 (4.7M parameters with its ImageNet classifier; ImageNet top-1 75.1%) is the fastest and the
 one measured most (benchmarks/results/cifake.md); Lite1 (5.4M, 76.7%) and Lite2 (6.1M, 77.6%) are
-wider and deeper.
+wider and deeper, Lite2 the closest offline stand-in for the seed's ImageNet ResNet50V2.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import torch
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES, build_model, default_config
 from aivsreal.models.efficientnet_lite import PACKAGED, imagenet_model, lukemelas_to_timm, packaged_weights_path
-from aivsreal.models.resnet50v2 import SeedHead
+from aivsreal.models.seed import SeedHead
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

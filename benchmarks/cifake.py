@@ -195,9 +195,17 @@ def train_contenders(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def budget_minutes(rows: list[dict], args: argparse.Namespace) -> float | None:
+    """This run's wall-time cap; with --rows-from, the cap the earlier run's rows were trained under."""
+    if not args.rows_from:
+        return args.budget_minutes
+    caps = {r.get("train_overrides", {}).get("time_budget_s") for r in rows} - {None}
+    return caps.pop() / 60 if len(caps) == 1 else None
+
+
 def write_results(rows: list[dict], args: argparse.Namespace, decode_img_s: float) -> None:
     command = rows[0]["command"] if args.rows_from else "python benchmarks/cifake.py " + " ".join(sys.argv[1:])
-    rows = merge_with_earlier(rows)
+    fresh, rows = rows, merge_with_earlier(rows)
     recount_pflops(rows)
     best = max(rows, key=lambda r: r["test_accuracy"])
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -211,7 +219,7 @@ def write_results(rows: list[dict], args: argparse.Namespace, decode_img_s: floa
         "data": "CIFAKE: train 100,000 (920 duplicate pairs dropped, 10% held out for validation), "
                 "test 20,000 untouched until evaluation",
         "decode_img_per_s_cold": decode_img_s,
-        "budget_minutes": args.budget_minutes if not args.rows_from else None,
+        "budget_minutes": budget_minutes(fresh, args),
         "budget_pflops": fast_recipe_pflops(),
     }
     if any(r.get("from_earlier_run") for r in rows):

@@ -58,7 +58,8 @@ def test_a_fitted_linear_classifier_folds_into_the_head(probe):
     np.testing.assert_allclose(logits, ((features - mean) / scale) @ w + b, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize(("family", "expected"), [("lite0_probe", FEATURES), ("lite2_probe", LITE2_FEATURES)])
+@pytest.mark.parametrize(("family", "expected"), [("lite0_probe", FEATURES), ("lite1_probe", FEATURES),
+                                                  ("lite2_probe", LITE2_FEATURES)])
 def test_each_probe_reads_every_stage_of_a_frozen_backbone(family, expected):
     net = build_model(default_config(family))
     with torch.no_grad():

@@ -23,7 +23,8 @@ from aivsreal.models.network import DetectorNet, ModelConfig
 # model name -> its family's module in aivsreal.models
 MODELS = {"fast": "fast", "resnet50v2": "seed", "seed_lite2": "seed", "efficientnet_lite0": "efficientnet_lite",
           "efficientnet_lite1": "efficientnet_lite", "efficientnet_lite2": "efficientnet_lite",
-          "lite0_probe": "lite_probe", "lite2_probe": "lite_probe", "lite2_probe_stats": "lite_probe"}
+          "lite0_probe": "lite_probe", "lite1_probe": "lite_probe", "lite2_probe": "lite_probe",
+          "lite2_probe_stats": "lite_probe"}
 
 
 @dataclass(frozen=True)

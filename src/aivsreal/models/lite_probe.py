@@ -1,14 +1,14 @@
-"""Linear probes on a frozen ImageNet EfficientNet-Lite (UnivFD-style): `lite0_probe`, `lite2_probe`,
-`lite2_probe_stats`.
+"""Linear probes on a frozen ImageNet EfficientNet-Lite (UnivFD-style): `lite0_probe`, `lite1_probe`,
+`lite2_probe`, `lite2_probe_stats`.
 
 UnivFD (Ojha et al. 2023) found that a linear classifier on a frozen pretrained backbone
 generalises to generators it never saw far better than a network fine-tuned on a few: the probe
 cannot reshape the features around the training generators' quirks. Generator traces are
 low-level, so the probe reads every stage, not only the last: the global average of each stage's
-output and of the head (2,064 values for Lite0, 2,136 for Lite2). The backbone stays frozen (eval
-mode, no gradients) whatever the training loop does; only `head` learns, by `aivsreal train` or in
-closed form from a logistic regression (`set_head`, as benchmarks/wild.py and the bundled `wild`
-detector do).
+output and of the head (2,064 values for Lite0 and Lite1, which differ in depth only; 2,136 for
+Lite2). The backbone stays frozen (eval mode, no gradients) whatever the training loop does; only
+`head` learns, by `aivsreal train` or in closed form from a logistic regression (`set_head`, as
+benchmarks/wild.py and the bundled `wild` detector do).
 
 `lite2_probe_stats` pools each stage by its mean and its standard deviation over the image: the
 spread of a feature map is a texture statistic, the kind of global statistic Gram-Net (Liu et al.
@@ -108,6 +108,11 @@ def build_probe(backbone: str, config: ModelConfig, pretrained: bool, weights: s
 @register_model
 def lite0_probe(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> StageProbe:
     return build_probe("efficientnet_lite0", config, pretrained, weights)
+
+
+@register_model
+def lite1_probe(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> StageProbe:
+    return build_probe("efficientnet_lite1", config, pretrained, weights)
 
 
 @register_model

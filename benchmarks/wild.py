@@ -14,8 +14,8 @@ Contenders, all on the same test images:
   random native 224 crops per image through the codec chain (train/augment.CodecChain: random
   rescale, blur, noise, JPEG q65-100), the same for REAL and FAKE;
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
-- `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite2 (2,136 values), same views;
-  and both backbones' features side by side (4,200 values);
+- `lite1 probe`, `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite1 (2,064 values)
+  and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
 - `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
   (4,272 values: texture statistics, as Gram-Net argues), same views;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
@@ -70,7 +70,7 @@ CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 # short name (cache file suffix) -> model family
-PROBES = {"lite0": "lite0_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
+PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
 
@@ -147,9 +147,11 @@ def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> float
 
 
 def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str,
-                   sources: np.ndarray, chosen: list[float]) -> dict[str, np.ndarray]:
-    """P(fake) per image and condition, each from the fold that held its source out."""
+                   sources: np.ndarray) -> tuple[dict[str, np.ndarray], list[float]]:
+    """P(fake) per image and condition, each from the fold that held its source out; and the C
+    that each fold's inner CV chose."""
     p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    chosen = []
     for f in range(folds.max() + 1):
         train, test = folds != f, folds == f
         c = inner_c(feats[views][train], labels[train], sources[train])
@@ -158,7 +160,7 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
         model = probe(x, np.repeat(labels[train], feats[views].shape[1]), c)
         for cond in p:
             p[cond][test] = model.predict_proba(feats[cond][test])[:, 1]
-    return p
+    return p, chosen
 
 
 def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
@@ -211,13 +213,15 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
     images (10%), never from its test. Cached per spec: delete the file to retrain."""
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        return {"as_is": z["as_is"], "same_codec": z["same_codec"]}, json.loads(str(z["record"]))
+        record = json.loads(str(z["record"]))
+        record["pflops_per_fold"] = fold_pflops(spec, labels, folds, record["epochs_run"])
+        return {"as_is": z["as_is"], "same_codec": z["same_codec"]}, record
     p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
-    record: dict = {"minutes_per_fold": [], "pflops_per_fold": [], "epochs_run": []}
+    record: dict = {"minutes_per_fold": [], "epochs_run": []}
     refs = [ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
     for f in range(folds.max() + 1):
-        train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        fit, val = (train_idx[i] for i in stratified_split(labels[train_idx], 0.1, seed=0))
+        test_idx = np.flatnonzero(folds == f)
+        fit, val = fit_and_val(labels, folds, f)
 
         def split(idx: np.ndarray) -> DecodedSplit:
             return DecodedSplit(CentreCrops([refs[i] for i in idx], spec.crop), labels[idx],
@@ -232,8 +236,6 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
         with tempfile.TemporaryDirectory() as tmp:
             state = train(model, split(fit), split(val), cfg, Path(tmp), torch.device("cpu"), progress=False)
             record["minutes_per_fold"].append(round((time.time() - started) / 60, 1))
-            images_seen = state.epoch * (len(fit) // cfg.batch_size) * cfg.batch_size
-            record["pflops_per_fold"].append(round(train_flops_per_image(model, spec.crop) * images_seen / 1e15, 3))
             record["epochs_run"].append(state.epoch)
         det = Detector.from_network(model, ModelMeta(), "cpu")
         fold_scores = detector_scores(det, [rows[i] for i in test_idx], root, [blobs[i] for i in test_idx])
@@ -242,7 +244,24 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
         print(f"{spec.name}: fold {f} done, {record['minutes_per_fold'][-1]} min", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **p, record=np.array(json.dumps(record)))
+    record["pflops_per_fold"] = fold_pflops(spec, labels, folds, record["epochs_run"])
     return p, record
+
+
+def fit_and_val(labels: np.ndarray, folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's training images, 10% of them carved out for validation (never its test images)."""
+    train_idx = np.flatnonzero(folds != fold)
+    fit, val = (train_idx[i] for i in stratified_split(labels[train_idx], 0.1, seed=0))
+    return fit, val
+
+
+def fold_pflops(spec: Trained, labels: np.ndarray, folds: np.ndarray, epochs_run: list[int]) -> list[float]:
+    """Training compute per fold: full batches seen times the network's counted FLOPs per image.
+    Counted on every run, not cached, so a cached fold is counted as a fresh one would be."""
+    per_image = train_flops_per_image(build_model(model_config(spec.family, {"crop": spec.crop})), spec.crop)
+    seen = [epochs * (len(fit_and_val(labels, folds, f)[0]) // spec.batch_size) * spec.batch_size
+            for f, epochs in enumerate(epochs_run)]
+    return [round(per_image * n / 1e15, 3) for n in seen]
 
 
 def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
@@ -284,20 +303,21 @@ def main() -> None:
     feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
     sources = np.array([r["source"] for r in rows])
     both = {k: np.concatenate([feats[k], lite2[k]], -1) for k in ("chain", "as_is", "same_codec")}
-    chosen: dict[str, list[float]] = {"chain": [], "plain": [], "lite2 chain": [], "lite0+lite2 chain": [],
-                                      "lite2 stats chain": []}
     blobs = same_codec_blobs(feats)
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
                for spec in TRAINED}
+    probes = {  # contender: (features, the training views)
+        "lite0 probe (codec chain)": (feats, "chain"),
+        "lite0 probe (plain crops)": (feats, "plain"),
+        "lite1 probe (codec chain)": (probe_feats["lite1"], "chain"),
+        "lite2 probe (codec chain)": (lite2, "chain"),
+        "lite0+lite2 probe (codec chain, features side by side)": (both, "chain"),
+        "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain"),
+    }
+    fitted = {name: cross_validate(f, labels, folds, views, sources) for name, (f, views) in probes.items()}
     contenders = {
-        "lite0 probe (codec chain)": cross_validate(feats, labels, folds, "chain", sources, chosen["chain"]),
-        "lite0 probe (plain crops)": cross_validate(feats, labels, folds, "plain", sources, chosen["plain"]),
-        "lite2 probe (codec chain)": cross_validate(lite2, labels, folds, "chain", sources, chosen["lite2 chain"]),
-        "lite0+lite2 probe (codec chain, features side by side)":
-            cross_validate(both, labels, folds, "chain", sources, chosen["lite0+lite2 chain"]),
-        "lite2 probe, mean+std pooled (codec chain)": cross_validate(probe_feats["lite2stats"], labels, folds, "chain",
-                                                                     sources, chosen["lite2 stats chain"]),
+        **{name: scores for name, (scores, _) in fitted.items()},
         "size/format/bytes only": shortcut(feats, labels, folds),
         **{name: scores for name, (scores, _) in trained.items()},
         "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),
@@ -309,7 +329,7 @@ def main() -> None:
                                   for short, f in probe_feats.items()},
               "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
                                                              if k == f}) for f in range(folds.max() + 1)},
-              "probe_c_per_fold": chosen,
+              "probe_c_per_fold": {name: chosen for name, (_, chosen) in fitted.items()},
               "trained": {name: {**asdict(spec), **trained[spec.name][1]} for spec in TRAINED
                           for name in [spec.name]},
               "contenders": {name: {cond: summarise(p, labels, rows) for cond, p in ps.items()}

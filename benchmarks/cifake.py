@@ -65,30 +65,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def train_flops(model: str, model_overrides: dict | None = None) -> float:
+    """Forward + backward FLOPs of one training image of `model` as a contender builds it."""
+    from aivsreal.models import build_model, default_config
+    from aivsreal.train.compute import train_flops_per_image
+
+    config = default_config(model, **(model_overrides or {}))
+    return train_flops_per_image(build_model(config), config.image_size)
+
+
 def recount_pflops(rows: list[dict]) -> None:
     """Every row's compute counted by today's counter: its images seen times its network's counted
     forward + backward FLOPs (rows from before 2026-11-27 that lack `images_seen` keep none). The
     counter was fixed on 2026-11-27: it had overcounted depthwise convolutions 14x."""
-    from aivsreal.models import build_model, default_config
-    from aivsreal.train.compute import train_flops_per_image
-
     for row in rows:
         if row.get("images_seen") and row["model"] in CONTENDERS:
             model, _, model_over, _, _ = CONTENDERS[row["model"]]
-            config = default_config(model, **model_over)
-            row["train_pflops"] = train_flops_per_image(build_model(config), config.image_size) \
-                * row["images_seen"] / 1e15
+            row["train_pflops"] = train_flops(model, model_over) * row["images_seen"] / 1e15
 
 
 def fast_recipe_pflops() -> float:
     """The "20 CPU-minutes" budget as compute: the `fast` recipe's 32 epochs of CIFAKE's 89,172
     training images (full batches of 256), at its counted forward + backward FLOPs per image."""
-    from aivsreal.models import build_model, default_config, train_recipe
-    from aivsreal.train.compute import train_flops_per_image
+    from aivsreal.models import train_recipe
 
-    recipe, config = train_recipe("fast"), default_config("fast")
+    recipe = train_recipe("fast")
     images = recipe["epochs"] * (89_172 // recipe["batch_size"]) * recipe["batch_size"]
-    return train_flops_per_image(build_model(config), config.image_size) * images / 1e15
+    return train_flops("fast") * images / 1e15
 
 
 def decode_throughput(data: str) -> float:

@@ -97,6 +97,14 @@ def imagenet_model(variant: str, weights: str | Path | None = None) -> nn.Module
     return model
 
 
+def lite_backbone(variant: str, pretrained: bool, weights: str | None) -> nn.Module:
+    """timm `variant` with its ImageNet weights when asked for them, else randomly initialised (the
+    same modules either way, so a saved model loads into the random one)."""
+    if pretrained or weights:
+        return imagenet_model(variant, weights)
+    return timm.create_model(variant, pretrained=False, bn_eps=1e-3)
+
+
 def build_classifier(variant: str, config: ModelConfig, pretrained: bool, weights: str | None) -> nn.Module:
     """One logit out: the ImageNet model with a fresh 1-unit classifier, or random init."""
     drop_rate = config.options.get("drop_rate", 0.2)

@@ -23,13 +23,12 @@ detector's recipe (Lite0's until 2026-11-27).
 from __future__ import annotations
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import register_model
-from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
+from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import ModelConfig
 
 TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
@@ -100,9 +99,7 @@ class StageProbe(nn.Module):
 def build_probe(backbone: str, config: ModelConfig, pretrained: bool, weights: str | None) -> StageProbe:
     """Frozen `backbone` with a fresh head. Loading a saved probe needs no ImageNet file: its weights are in it."""
     pool = config.options.get("pool", "mean")  # probes saved before pooling was an option pooled by mean
-    if pretrained or weights:
-        return StageProbe(imagenet_model(backbone, weights), pool)
-    return StageProbe(timm.create_model(backbone, pretrained=False, bn_eps=1e-3), pool)
+    return StageProbe(lite_backbone(backbone, pretrained, weights), pool)
 
 
 @register_model

@@ -18,7 +18,7 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import register_model
-from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, imagenet_model
+from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from aivsreal.models.weights import load_state_dict_file
 
@@ -85,9 +85,6 @@ def resnet50v2(config: ModelConfig, pretrained: bool = False, weights: str | Non
 def seed_lite2(config: ModelConfig, pretrained: bool = False, weights: str | None = None) -> nn.Module:
     """Lite2 without its pooling and classifier, so the head flattens the last feature map as the
     seed's does; `--pretrained` (or `--weights FILE`) loads the packaged ImageNet weights."""
-    if pretrained or weights:
-        backbone = imagenet_model("efficientnet_lite2", weights)
-    else:
-        backbone = timm.create_model("efficientnet_lite2", pretrained=False, bn_eps=1e-3)
+    backbone = lite_backbone("efficientnet_lite2", pretrained, weights)
     backbone.reset_classifier(0, global_pool="")
     return _with_seed_head(backbone, config)

@@ -6,7 +6,7 @@ from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.predict.detector import predict_logits
-from aivsreal.train.augment import degrade, flip_and_translate
+from aivsreal.train.augment import cutout, degrade, flip_and_translate
 from aivsreal.train.checkpoint import CHECKPOINT
 from aivsreal.train.loop import TrainConfig, train
 
@@ -105,6 +105,22 @@ def test_flip_and_translate_exact():
         windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(shifted[i], w) for w in windows)
     assert torch.equal(flip_and_translate(x, False, 0, g), x)
+
+
+def test_cutout_paints_one_clipped_square_per_image_in_its_mean_colour():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 10, 12) * 255
+    out = cutout(x, 4, g)
+    changed = (out != x).any(1)  # (n, h, w): pixels the square covered
+    for i in range(len(x)):
+        rows, cols = changed[i].any(1).nonzero().squeeze(1), changed[i].any(0).nonzero().squeeze(1)
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4  # one square, clipped at the border
+        assert changed[i].sum() == len(rows) * len(cols)  # a full rectangle, nothing outside it
+        assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
+        inside = out[i][:, changed[i]]
+        assert torch.allclose(inside, x[i].mean((1, 2))[:, None].expand_as(inside))
+    assert changed.sum(dim=(1, 2)).float().mean() > 8  # mostly whole 4x4 squares, not slivers
+    assert torch.equal(cutout(x, 0, g), x)
 
 
 def test_degrade_changes_the_chosen_share_and_nothing_else():

@@ -29,7 +29,7 @@ from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.train import checkpoint, distributed
-from aivsreal.train.augment import flip_and_translate
+from aivsreal.train.augment import cutout, flip_and_translate
 from aivsreal.train.batches import epoch_batches
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_shift: int = 2  # translate augmentation, pixels; 0 turns augmentation off
     flip: bool = True
+    cutout: int = 0  # side of the square hidden in each training image, pixels; 0: off
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and kept
@@ -187,7 +188,7 @@ def train(
                    desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step", disable=not show, leave=False)
         for step, (x, idx) in enumerate(bar):
             y = y_all[idx].to(device, non_blocking=True)
-            x = flip_and_translate(x, cfg.flip, cfg.max_shift, gen)
+            x = cutout(flip_and_translate(x, cfg.flip, cfg.max_shift, gen), cfg.cutout, gen)
             with autocast(device):
                 logits = net(x).float()
             loss = F.binary_cross_entropy_with_logits(logits, soft_targets(y, cfg.label_smoothing))

@@ -83,8 +83,7 @@ def main() -> None:
     feats = features_for(rows, root, feature_cache(Path(args.cache), BUNDLED_PROBE), FAMILY)
 
     c = inner_c(feats["chain"], labels, sources)
-    views = feats["chain"]
-    fitted = probe(views.reshape(-1, views.shape[-1]), np.repeat(labels, views.shape[1]), c)
+    fitted = probe(feats["chain"], labels, c)
     scaler, lr = fitted.named_steps["standardscaler"], fitted.named_steps["logisticregression"]
     network = build_model(default_config(FAMILY), pretrained=True).eval()
     network.network.set_head(lr.coef_[0], float(lr.intercept_[0]), scaler.mean_, scaler.scale_)
@@ -102,7 +101,7 @@ def main() -> None:
     summary = {"model": {"name": FAMILY, "config": network.config.to_dict(),
                          "params": sum(p.numel() for p in network.parameters()), "pretrained": True},
                "data": data, "training": {"recipe": f"wild.py {BUNDLED_RECIPE}, C={c} (group CV over sources)",
-                                          "views_per_image": int(views.shape[1])},
+                                          "views_per_image": int(feats["chain"].shape[1])},
                "held_out": {"same_codec_auc": held["same_codec"]["pooled_auc"],
                             "as_is_auc": held["as_is"]["pooled_auc"]},
                "trained_on": "the wild development set (photos; ~25 generator families), native 224 px crops"}

@@ -85,8 +85,17 @@ def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
 def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict[str, np.ndarray]:
     """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs.
     The views come from one seeded generator: every backbone sees the same crops."""
+    relpaths = np.array([r["relpath"] for r in rows])
     if cache.exists():
-        return dict(np.load(cache))
+        cached = dict(np.load(cache))
+        # caches written before 2026-11-27 hold no file list: their row count is all there is to check
+        stale = not np.array_equal(cached["relpaths"], relpaths) if "relpaths" in cached \
+            else len(cached["as_is"]) != len(rows)
+        if stale:
+            print(f"error: {cache} holds features of other images than {len(rows)} rows of the labels file: "
+                  "delete it to recompute", file=sys.stderr)
+            raise SystemExit(2)
+        return cached
     model = build_model(default_config(family), pretrained=True).eval().to(memory_format=torch.channels_last)
     chain, rng = CodecChain(), np.random.default_rng(0)
     out = defaultdict(list)
@@ -117,6 +126,7 @@ def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict
     arrays["same_codec_bytes"] = np.concatenate(out["same_codec_bytes"])
     arrays["same_codec_lengths"] = lengths
     arrays["feature_seconds"] = np.array(time.time() - started)  # kept with the cache, reported in wild.md
+    arrays["relpaths"] = relpaths
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **arrays)
     return arrays
@@ -127,12 +137,38 @@ def feature_cache(cache: Path, short: str) -> Path:
     return cache if short == "lite0" else cache.with_name(f"{cache.stem}_{short}.npz")
 
 
-def probe(train_x: np.ndarray, train_y: np.ndarray, c: float) -> object:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced")).fit(
-        train_x, train_y)
+def probe(views: np.ndarray, labels: np.ndarray, c: float, sources: np.ndarray | None = None) -> object:
+    """Logistic regression on every training view (N, V, D) of every image, the classes weighted
+    equally; with `sources`, each source's images also weighted by 1/sqrt(its size) (`source_weights`)."""
+    weights = source_weights(sources, labels) if sources is not None else class_weights(labels)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+    return model.fit(views.reshape(-1, views.shape[-1]), np.repeat(labels, views.shape[1]),
+                     logisticregression__sample_weight=np.repeat(weights, views.shape[1]))
 
 
-def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> float:
+def class_weights(labels: np.ndarray) -> np.ndarray:
+    """Per image, so that each class weighs half (scikit-learn's class_weight="balanced")."""
+    counts = np.bincount(labels, minlength=2)
+    return len(labels) / (2 * counts[labels])
+
+
+def source_weights(sources: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image, 1/sqrt(size of its source), then each class rescaled to weigh half.
+
+    Unweighted, three sources hold 77% of the images (dcsan_imagen, horde_styles: FAKE;
+    imagenet_samples: REAL), so the probe learns mostly what separates those three; the test is on
+    sources it never saw. Equal weight per source would instead let a 7-image source count as much
+    as a 995-image one; the square root is the usual compromise between the two (each source counts
+    by the square root of its size)."""
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = 1 / np.sqrt(counts[inverse])
+    for cls in (0, 1):
+        mine = labels == cls
+        w[mine] *= len(labels) / 2 / w[mine].sum()
+    return w
+
+
+def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray, weighted: bool = False) -> float:
     """C by group cross-validation inside the training sources only (3 inner folds, same-codec-like views)."""
     inner = source_folds(list(sources), labels, k=3)
     scores = []
@@ -140,24 +176,23 @@ def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> float
         p = np.zeros(len(labels))
         for f in range(3):
             fit, held = inner != f, inner == f
-            model = probe(views[fit].reshape(-1, views.shape[-1]), np.repeat(labels[fit], views.shape[1]), c)
+            model = probe(views[fit], labels[fit], c, sources[fit] if weighted else None)
             p[held] = model.predict_proba(views[held].mean(1))[:, 1]
         scores.append(roc_auc_score(labels, p))
     return C_GRID[int(np.argmax(scores))]
 
 
-def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str,
-                   sources: np.ndarray) -> tuple[dict[str, np.ndarray], list[float]]:
+def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str, sources: np.ndarray,
+                   weighted: bool = False) -> tuple[dict[str, np.ndarray], list[float]]:
     """P(fake) per image and condition, each from the fold that held its source out; and the C
-    that each fold's inner CV chose."""
+    that each fold's inner CV chose. `weighted`: sources weighted by 1/sqrt(size) (`source_weights`)."""
     p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
     chosen = []
     for f in range(folds.max() + 1):
         train, test = folds != f, folds == f
-        c = inner_c(feats[views][train], labels[train], sources[train])
+        c = inner_c(feats[views][train], labels[train], sources[train], weighted)
         chosen.append(c)
-        x = feats[views][train].reshape(-1, feats[views].shape[-1])
-        model = probe(x, np.repeat(labels[train], feats[views].shape[1]), c)
+        model = probe(feats[views][train], labels[train], c, sources[train] if weighted else None)
         for cond in p:
             p[cond][test] = model.predict_proba(feats[cond][test])[:, 1]
     return p, chosen
@@ -307,15 +342,17 @@ def main() -> None:
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
                for spec in TRAINED}
-    probes = {  # contender: (features, the training views)
-        "lite0 probe (codec chain)": (feats, "chain"),
-        "lite0 probe (plain crops)": (feats, "plain"),
-        "lite1 probe (codec chain)": (probe_feats["lite1"], "chain"),
-        "lite2 probe (codec chain)": (lite2, "chain"),
-        "lite0+lite2 probe (codec chain, features side by side)": (both, "chain"),
-        "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain"),
+    probes = {  # contender: (features, the training views, sources weighted by 1/sqrt(size))
+        "lite0 probe (codec chain)": (feats, "chain", False),
+        "lite0 probe (plain crops)": (feats, "plain", False),
+        "lite1 probe (codec chain)": (probe_feats["lite1"], "chain", False),
+        "lite2 probe (codec chain)": (lite2, "chain", False),
+        "lite2 probe (codec chain, sources weighted)": (lite2, "chain", True),
+        "lite0+lite2 probe (codec chain, features side by side)": (both, "chain", False),
+        "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain", False),
     }
-    fitted = {name: cross_validate(f, labels, folds, views, sources) for name, (f, views) in probes.items()}
+    fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
+              for name, (f, views, weighted) in probes.items()}
     contenders = {
         **{name: scores for name, (scores, _) in fitted.items()},
         "size/format/bytes only": shortcut(feats, labels, folds),

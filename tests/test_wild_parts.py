@@ -87,3 +87,31 @@ def test_decode_native_keeps_the_resolution():
     Image.fromarray(checkerboard(321, 123)).save(buf, "PNG")
     px = decode_native(buf.getvalue())
     assert px.shape == (321, 123, 3) and np.array_equal(px, checkerboard(321, 123))
+
+
+def wild_benchmark():
+    """benchmarks/wild.py, imported as a module (it is a script, not part of the package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "wild.py"
+    spec = importlib.util.spec_from_file_location("wild_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_source_weights_balance_classes_and_temper_big_sources():
+    wild = wild_benchmark()
+    sources = np.array(["big"] * 400 + ["small"] * 4 + ["fake_a"] * 100 + ["fake_b"] * 25)
+    labels = np.array([0] * 404 + [1] * 125)
+    w = wild.source_weights(sources, labels)
+    assert w[labels == 0].sum() == pytest.approx(len(labels) / 2) == w[labels == 1].sum()
+    # one image of a source 100x smaller weighs 10x more; the source as a whole 10x less
+    assert w[sources == "small"][0] / w[sources == "big"][0] == pytest.approx(10)
+    assert w[sources == "big"].sum() / w[sources == "small"].sum() == pytest.approx(10)
+    plain = wild.class_weights(labels)
+    assert plain[labels == 0].sum() == pytest.approx(plain[labels == 1].sum())
+    assert len(set(plain[labels == 0])) == 1  # unweighted within a class

@@ -45,6 +45,10 @@ CONTENDERS = {
                   "159 MFLOP per training image), 26 epochs instead of 32 to stay within the fast recipe's compute"),
     "fast_cutout": ("fast", {"cutout": 8}, {}, False, "an experiment, not the default: the fast recipe with "
                     "an 8 px cutout square in every training image (no extra FLOPs)"),
+    "fast_distill": ("fast", {"teacher": "benchmarks/runs/teacher_cifake.csv"}, {}, False,
+                     "an experiment, not the default: the fast recipe with half of each target from a teacher's "
+                     "P(FAKE) (train/teacher.py), the ensemble of benchmarks/results/cifake_ensemble.md, written "
+                     "by its --teacher-out; the teacher's own training compute is not in this row"),
     "efficientnet_lite0": ("efficientnet_lite0", {}, {}, True,
                            "fine-tuned from the packaged ImageNet weights, 32px upsampled to 64px"),
     "efficientnet_lite0_6ep": ("efficientnet_lite0", {"epochs": 6}, {}, True,

@@ -111,3 +111,10 @@ def test_out_of_range_options_are_one_line_errors(tmp_path, tiny_data):
                    "--ema: 1.0 must be < 1")
     one_line_error(run_cli("report", "--model", tmp_path / "none.pt", "--examples", "-1"),
                    "--examples: -1 must be >= 0")
+
+
+def test_train_with_an_unreadable_teacher(tmp_path, tiny_data):
+    out = tmp_path / "o"
+    one_line_error(run_cli(*TRAIN, "--data", tiny_data, "--out", out, "--teacher", tmp_path / "none.csv"),
+                   "--teacher")
+    assert not (out / "model.pt").exists()

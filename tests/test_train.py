@@ -147,3 +147,50 @@ def test_data_prepare_drops_train_duplicates_and_flags_leaks(tiny_data, cache_di
     assert rd.leaked.sum() == 1 and len(rd.test) == 65
     assert any("duplicate" in n for n in rd.notes) and any("identical" in n for n in rd.notes)
     assert np.isin(rd.val.names, rd.train.names).sum() == 0
+
+
+def _write_teacher(path, names, p_fake):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true", "predicted", "p_fake"])  # a predictions file's columns
+        w.writerows([name, "", "", f"{p:.6f}"] for name, p in zip(names, p_fake, strict=True))
+
+
+def test_a_teacher_pulls_the_training_targets(run_data, tmp_path):
+    """A teacher that contradicts every label cancels it out (targets near 0.5): the student stays
+    unsure, where the same run without a teacher is confident."""
+    cpu, tr = torch.device("cpu"), run_data.train
+    wrong = tmp_path / "teacher.csv"
+    _write_teacher(wrong, tr.names[::-1], (1 - tr.labels)[::-1])  # any row order
+    certainty = {}
+    for name, teacher in (("plain", None), ("contradicting teacher", str(wrong))):
+        model = build_model(default_config("fast"))
+        cfg = TrainConfig(**{**QUICK.__dict__, "teacher": teacher})
+        train(model, tr, run_data.val, cfg, tmp_path / name.replace(" ", "_"), cpu)
+        p = 1 / (1 + np.exp(-predict_logits(model, tr.images, cpu)))
+        certainty[name] = float(np.abs(p - 0.5).mean())
+    assert certainty["contradicting teacher"] < certainty["plain"] / 2, certainty
+
+
+def test_teacher_file_errors_say_what_is_wrong(run_data, tmp_path):
+    from aivsreal.train.teacher import teacher_targets
+
+    names = run_data.train.names
+    good = tmp_path / "good.csv"
+    _write_teacher(good, names, np.linspace(0, 1, len(names)))
+    assert np.allclose(teacher_targets(good, names), np.linspace(0, 1, len(names)), atol=1e-6)
+    short = tmp_path / "short.csv"
+    _write_teacher(short, names[1:], np.zeros(len(names) - 1))
+    with pytest.raises(AivsrealError, match=f"no p_fake for 1 of the {len(names)} training images"):
+        teacher_targets(short, names)
+    bad = tmp_path / "bad.csv"
+    _write_teacher(bad, names, [1.5] + [0.0] * (len(names) - 1))
+    with pytest.raises(AivsrealError, match="not a probability"):
+        teacher_targets(bad, names)
+    (tmp_path / "cols.csv").write_text("name,score\na,1\n")
+    with pytest.raises(AivsrealError, match="needs 'path' and 'p_fake' columns"):
+        teacher_targets(tmp_path / "cols.csv", names)
+    with pytest.raises(AivsrealError, match="cannot read it"):
+        teacher_targets(tmp_path / "absent.csv", names)

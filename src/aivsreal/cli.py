@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
     g.add_argument("--cutout", type=number(int, 0), metavar="PX",
                    help="hide a random PX x PX square of each training image (cutout; default 0: off)")
+    g.add_argument("--teacher", metavar="CSV",
+                   help="distil: also learn a teacher's P(FAKE) per training image (CSV with path and p_fake "
+                        "columns, e.g. a predictions file)")
     g.add_argument("--time-budget", type=number(float, 0, low_open=True), metavar="MIN",
                    help="stop before an epoch would exceed it")
     g.add_argument("--degrade", type=SHARE, metavar="SHARE",
@@ -131,7 +134,7 @@ def cmd_train(args) -> int:
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
-                 "cutout": args.cutout,
+                 "cutout": args.cutout, "teacher": args.teacher,
                  "codec_chain": False if args.no_codec_chain else None,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"

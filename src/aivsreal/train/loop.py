@@ -31,6 +31,7 @@ from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.train import checkpoint, distributed
 from aivsreal.train.augment import cutout, flip_and_translate
 from aivsreal.train.batches import epoch_batches
+from aivsreal.train.teacher import TEACHER_SHARE, teacher_targets
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class TrainConfig:
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and kept
+    teacher: str | None = None  # CSV of a teacher's P(FAKE) per training image: distil (train/teacher.py)
     codec_chain: bool = True  # --crop runs: every view through train/augment.CodecChain, REAL and FAKE alike
     workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
     seed: int = 0
@@ -151,6 +153,7 @@ def train(
     if on_disk and cfg.degrade:
         raise AivsrealError("--degrade is for in-memory runs: a --crop run puts every view through the codec chain")
     y_all = torch.from_numpy(train_data.labels)
+    teacher = torch.from_numpy(teacher_targets(cfg.teacher, train_data.names)) if cfg.teacher else None
     x_all = None if on_disk else to_tensor(train_data.images)
     if x_all is not None and device.type == "cuda":
         x_all = x_all.pin_memory()
@@ -191,7 +194,10 @@ def train(
             x = cutout(flip_and_translate(x, cfg.flip, cfg.max_shift, gen), cfg.cutout, gen)
             with autocast(device):
                 logits = net(x).float()
-            loss = F.binary_cross_entropy_with_logits(logits, soft_targets(y, cfg.label_smoothing))
+            target = soft_targets(y, cfg.label_smoothing)
+            if teacher is not None:
+                target = (1 - TEACHER_SHARE) * target + TEACHER_SHARE * teacher[idx].to(device, non_blocking=True)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -1,0 +1,123 @@
+"""CIFAKE: a soft-voting ensemble of models that benchmarks/cifake.py trained, on the same splits.
+
+    python benchmarks/cifake_ensemble.py --data ../shared/data/cifake \
+        --members fast_cutout_seed0 fast_ema_seed0 efficientnet_lite0_6ep_seed0
+
+The rule is fixed before any score is seen, so nothing is tuned on test: the plain mean of the
+members' P(FAKE) (each with its own TTA and temperature, as `aivsreal predict` scores it), threshold
+0.5. Every member must have been trained on the same split recipe (checked: same images in the same
+order). Its compute is the sum of the members' training compute, taken from the committed
+benchmarks/results/cifake.json rows, so the ensemble is held to the same budgets as one model.
+Writes benchmarks/results/cifake_ensemble.{json,md}; with --teacher-out, also the ensemble's P(FAKE)
+on the training images, the file `aivsreal train --teacher` distils from (cifake.py's fast_distill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aivsreal.commands.evaluate import load_saved
+from aivsreal.data.splits import DataOptions
+from aivsreal.evaluate.metrics import binary_metrics
+from aivsreal.evaluate.scores import score_splits
+
+RESULTS = Path(__file__).parent / "results"
+SPLITS = ("val", "test")
+
+
+def member_row(name: str, rows: list[dict]) -> dict:
+    """The committed cifake.json row of run folder `name` (`<contender>_seed<seed>`)."""
+    for r in rows:
+        if f"{r['model']}_seed{r['seed']}" == name:
+            return r
+    print(f"error: no row for {name} in {RESULTS / 'cifake.json'}: train it with benchmarks/cifake.py first",
+          file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/cifake")
+    ap.add_argument("--runs", default="benchmarks/runs", help="where benchmarks/cifake.py put the trained models")
+    ap.add_argument("--members", nargs="+", required=True, help="run folders under --runs, e.g. fast_seed0")
+    ap.add_argument("--teacher-out", metavar="CSV", help="also write the ensemble's P(FAKE) on the training images")
+    args = ap.parse_args()
+    splits = SPLITS + ("train",) if args.teacher_out else SPLITS
+    started = time.perf_counter()
+    committed = json.loads((RESULTS / "cifake.json").read_text())
+    rows = [member_row(name, committed["rows"]) for name in args.members]
+
+    members, p_fake, reference = {}, {s: [] for s in splits}, None
+    for name in args.members:
+        run = load_saved(Path(args.runs) / name / "model.pt", DataOptions(path=args.data), device="cpu")
+        rd = run.data
+        ev = score_splits(run.network, {s: getattr(rd, s) for s in splits}, torch.device("cpu"), run.meta,
+                          leaked=rd.leaked)
+        names = {s: ev.scores[s].names for s in splits}
+        if reference is None:
+            reference, labels, leaked = names, {s: ev.scores[s].labels for s in splits}, rd.leaked
+        elif names != reference:
+            print(f"error: {name} was trained on other splits than {args.members[0]}: ensemble members must share "
+                  "the split recipe (same --seeds in benchmarks/cifake.py)", file=sys.stderr)
+            raise SystemExit(2)
+        for s in splits:
+            p_fake[s].append(ev.scores[s].p_fake)
+        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"], "test_accuracy": ev.metrics["test"]["accuracy"]}
+        print(name, members[name], flush=True)
+
+    mean = {s: np.mean(p_fake[s], axis=0) for s in splits}
+    if args.teacher_out:
+        with open(args.teacher_out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "p_fake"])
+            w.writerows([name, f"{p:.6f}"] for name, p in zip(reference["train"], mean["train"], strict=True))
+    metrics = {s: binary_metrics(labels[s], mean[s]) for s in SPLITS}
+    metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], mean["test"][~leaked])
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": "python benchmarks/cifake_ensemble.py " + " ".join(sys.argv[1:]),
+        "rule": "mean of the members' P(FAKE), threshold 0.5, fixed before scoring",
+        "members": members,
+        "train_pflops": sum(r["train_pflops"] for r in rows),
+        "train_minutes": sum(r["train_minutes"] for r in rows),
+        "member_machines": sorted({f"{r['machine'].split(',')[0]}, {r['date']}" for r in rows}),
+        "budget_pflops": committed["meta"]["budget_pflops"],
+        "val_accuracy": metrics["val"]["accuracy"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "test_accuracy_without_leaked": metrics["test_without_leaked"]["accuracy"],
+        "test_precision": metrics["test"]["precision"], "test_recall": metrics["test"]["recall"],
+        "test_auc": metrics["test"]["roc_auc"],
+        "scoring_minutes": (time.perf_counter() - started) / 60,  # incl. the training images with --teacher-out
+    }
+    if args.teacher_out:
+        result["train_accuracy"] = binary_metrics(labels["train"], mean["train"])["accuracy"]
+    (RESULTS / "cifake_ensemble.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "cifake_ensemble.md").write_text(markdown(result))
+    print((RESULTS / "cifake_ensemble.md").read_text())
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Command: `{r['command']}` ({r['date']}). Rule: {r['rule']}.", "",
+             "| model | val acc | test acc |", "|---|---|---|"]
+    lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f} |" for name, m in r["members"].items()]
+    lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | **{r['test_accuracy']:.4f}** |", "",
+              f"Ensemble test accuracy without the 378 leaked images {r['test_accuracy_without_leaked']:.4f}, "
+              f"precision (REAL positive) {r['test_precision']:.4f}, recall {r['test_recall']:.4f}, "
+              f"AUC {r['test_auc']:.4f}.",
+              f"Training compute: {r['train_pflops']:.3f} PFLOP in all (the fast recipe's budget is "
+              f"{r['budget_pflops']:.3f}, \"2 h\" six times that), {r['train_minutes']:.0f} min of training "
+              f"measured on {'; '.join(r['member_machines'])}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

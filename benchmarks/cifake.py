@@ -257,8 +257,9 @@ def markdown(meta: dict, rows: list[dict], best: str) -> str:
         f"Command: `{meta['command']}`. Data: {meta['data']}. "
         "Precision/recall with REAL as the positive class, as in the seed.",
         f"Training budget as compute (wall-clock minutes drift up to 2x between days and machines): the `fast` "
-        f"recipe's {meta['budget_pflops']:.3f} PFLOP (forward + backward, counted by torch.utils.flop_counter, "
-        "times images seen) is \"20 CPU-minutes\"; six times that, \"2 h\".",
+        f"recipe's {meta['budget_pflops']:.3f} PFLOP (forward + backward, counted by torch.utils.flop_counter with "
+        "grouped-convolution weight gradients corrected (train/compute.py), times images seen) is "
+        "\"20 CPU-minutes\"; six times that, \"2 h\".",
         "", head, "|" + "---|" * (head.count("|") - 1),
     ]
     for r in rows:

@@ -18,6 +18,8 @@ Contenders, all on the same test images:
   and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
 - `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
   (4,272 values: texture statistics, as Gram-Net argues), same views;
+- `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
+  1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
   chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
   scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);

@@ -4,9 +4,9 @@ A small student trained on a stronger model's soft outputs as well as on the lab
 the same student trained on labels alone (Hinton et al. 2015): the teacher says which images are
 hard, and how hard. The teacher is any model whose P(FAKE) on the training images was written to a
 CSV with `path` and `p_fake` columns (as `aivsreal predict --csv` and `predictions_test.csv` write
-them; benchmarks/cifake_ensemble.py --teacher-out writes one for an ensemble). The teacher is scored once, before training, on the
-images as they are; the student then sees them flipped and shifted: for flips and 2-pixel shifts
-the teacher's answer should not change.
+them; benchmarks/cifake_ensemble.py --teacher-out writes one for an ensemble). The teacher is
+scored once, before training, on the images as they are; the student then sees them flipped and
+shifted: for flips and 2-pixel shifts the teacher's answer should not change.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
 
 from aivsreal.commands.train import model_config
 from aivsreal.data.cache import DecodedSplit
@@ -142,16 +143,10 @@ def feature_cache(cache: Path, short: str) -> Path:
 def probe(views: np.ndarray, labels: np.ndarray, c: float, sources: np.ndarray | None = None) -> object:
     """Logistic regression on every training view (N, V, D) of every image, the classes weighted
     equally; with `sources`, each source's images also weighted by 1/sqrt(its size) (`source_weights`)."""
-    weights = source_weights(sources, labels) if sources is not None else class_weights(labels)
+    weights = source_weights(sources, labels) if sources is not None else compute_sample_weight("balanced", labels)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
     return model.fit(views.reshape(-1, views.shape[-1]), np.repeat(labels, views.shape[1]),
                      logisticregression__sample_weight=np.repeat(weights, views.shape[1]))
-
-
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """Per image, so that each class weighs half (scikit-learn's class_weight="balanced")."""
-    counts = np.bincount(labels, minlength=2)
-    return len(labels) / (2 * counts[labels])
 
 
 def source_weights(sources: np.ndarray, labels: np.ndarray) -> np.ndarray:

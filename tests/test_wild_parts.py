@@ -112,6 +112,6 @@ def test_source_weights_balance_classes_and_temper_big_sources():
     # one image of a source 100x smaller weighs 10x more; the source as a whole 10x less
     assert w[sources == "small"][0] / w[sources == "big"][0] == pytest.approx(10)
     assert w[sources == "big"].sum() / w[sources == "small"].sum() == pytest.approx(10)
-    plain = wild.class_weights(labels)
+    plain = wild.compute_sample_weight("balanced", labels)  # what probe() weighs by without sources
     assert plain[labels == 0].sum() == pytest.approx(plain[labels == 1].sum())
     assert len(set(plain[labels == 0])) == 1  # unweighted within a class

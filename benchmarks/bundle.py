@@ -91,7 +91,7 @@ def main() -> None:
                               clean_p_fake=ev.scores["test"].p_fake[sample])
     command = f"{args.train_command}\npython benchmarks/bundle.py " + " ".join(sys.argv[1:])
     extra = "\n".join([
-        CIFAKE_NOTES if args.name == "cifake" else "",
+        CIFAKE_NOTES if args.name.startswith("cifake") else "",
         f"## Robustness ({len(sample):,} random test images, every one perturbed)", "",
         robustness.markdown_table(rows), "",
         "## Weights", "",
@@ -102,7 +102,7 @@ def main() -> None:
         "## Reproduce", "", "```bash", command, "```", "",
         *notes, f"Bundled {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, torch {torch.__version__}.",
     ])
-    meta.summary["trained_on"] = "CIFAKE (32x32)" if args.name == "cifake" else rd.path
+    meta.summary["trained_on"] = "CIFAKE (32x32)" if args.name.startswith("cifake") else rd.path
     out = save_pretrained(BUNDLED / args.name, network, meta, model_card(args.name, network.config, meta, extra),
                           half=half)
     print(json.dumps({"out": str(out), "fp16": fp16, "stored_fp16": half,

@@ -1,4 +1,5 @@
-"""`aivsreal` command line: train, evaluate, predict, explain, robustness, report, export, serve, models, download.
+"""`aivsreal` command line: train, ensemble, evaluate, predict, explain, robustness, report, export, serve,
+models, download.
 
 Every expected failure (bad path, bad layout, bad model file) prints one line and exits 2;
 `--verbose` adds the traceback.
@@ -16,6 +17,7 @@ from pathlib import Path
 from aivsreal.commands.options import (
     POSITIVE_INT,
     SHARE,
+    TRAINED_MODEL,
     OneLineParser,
     calibration_args,
     common_args,
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-tta", action="store_true", help="do not average predictions with the mirrored image")
     t.add_argument("--no-eval", action="store_true", help="train only; skip evaluation and the report")
     calibration_args(t)
+
+    n = sub.add_parser("ensemble", help="several trained detectors into one model file that averages their P(fake)")
+    n.add_argument("members", nargs="+", metavar="MODEL", help=f"two or more: {TRAINED_MODEL}")
+    n.add_argument("--out", default="ensemble.pt", help="the model file to write (default ensemble.pt)")
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset and write a report")
     common_args(e, out="output folder (default: the model's folder)", data=True)
@@ -146,6 +152,13 @@ def cmd_train(args) -> int:
     )
     if summary:  # empty on torchrun's other ranks: rank 0 alone reports
         _print_summary(summary, out)
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from aivsreal.commands.ensemble import ensemble_models
+
+    print(ensemble_models(args.members, args.out))
     return 0
 
 
@@ -258,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "aivsreal " + shlex.join(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
-                "robustness": cmd_robustness, "report": cmd_report, "export": cmd_export, "serve": cmd_serve,
-                "download": cmd_download, "models": cmd_models}
+    commands = {"train": cmd_train, "ensemble": cmd_ensemble, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                "explain": cmd_explain, "robustness": cmd_robustness, "report": cmd_report, "export": cmd_export,
+                "serve": cmd_serve, "download": cmd_download, "models": cmd_models}
     try:
         return commands[args.command](args)
     except AivsrealError as e:

@@ -25,6 +25,8 @@ MODELS = {"fast": "fast", "resnet50v2": "seed", "seed_lite2": "seed", "efficient
           "efficientnet_lite1": "efficientnet_lite", "efficientnet_lite2": "efficientnet_lite",
           "lite0_probe": "lite_probe", "lite1_probe": "lite_probe", "lite2_probe": "lite_probe",
           "lite2_probe_stats": "lite_probe"}
+# made from trained models (`aivsreal ensemble`), never trained: not offered by `train --model`
+MADE = {"ensemble": "ensemble"}
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ def model_names() -> tuple[str, ...]:
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY and name in MODELS:
-        importlib.import_module(f"aivsreal.models.{MODELS[name]}")
+    family = MODELS.get(name) or MADE.get(name)
+    if name not in _REGISTRY and family:
+        importlib.import_module(f"aivsreal.models.{family}")
     if name not in _REGISTRY:
         raise AivsrealError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return _REGISTRY[name]

@@ -30,6 +30,11 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
               f"val, {data.get('test', '?')} test images; split seed {data.get('seed', '?')}).",
               f"- Threshold {meta.threshold:.4f}, temperature {meta.temperature:.4f}, flip-TTA "
               f"{'on' if meta.tta else 'off'}; aivsreal {meta.aivsreal_version}."]
+    members = s.get("ensemble", {}).get("members") if isinstance(s.get("ensemble"), dict) else None
+    if isinstance(members, list):
+        lines.append("- Soft vote (mean P(FAKE)) of: " + "; ".join(
+            f"`{m.get('name')}` ({m.get('model')}, test accuracy {number_cell(m.get('test', {}).get('accuracy'))})"
+            for m in members if isinstance(m, dict)) + ".")
     cfg = training.get("config")
     if cfg:
         lines.append(f"- Recipe: {training.get('epochs_run', '?')} epochs of {cfg.get('optimizer')} "

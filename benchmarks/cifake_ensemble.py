@@ -8,8 +8,11 @@ members' P(FAKE) (each with its own TTA and temperature, as `aivsreal predict` s
 0.5. Every member must have been trained on the same split recipe (checked: same images in the same
 order). Its compute is the sum of the members' training compute, taken from the committed
 benchmarks/results/cifake.json rows, so the ensemble is held to the same budgets as one model.
-Writes benchmarks/results/cifake_ensemble.{json,md}; with --teacher-out, also the ensemble's P(FAKE)
-on the training images, the file `aivsreal train --teacher` distils from (cifake.py's fast_distill).
+The figures are those of the model file `aivsreal ensemble` writes from the members (--out), scored
+like any model; the members are scored too, for the table, and the file's P(FAKE) is checked against
+their mean. Writes benchmarks/results/cifake_ensemble.{json,md}; with --teacher-out, also the
+ensemble's P(FAKE) on the training images, the file `aivsreal train --teacher` distils from
+(cifake.py's fast_distill).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from aivsreal.commands.evaluate import load_saved
 from aivsreal.data.splits import DataOptions
 from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.evaluate.scores import score_splits
+from aivsreal.models.ensemble import make_ensemble
+from aivsreal.models.file import save_model
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("val", "test")
@@ -50,15 +55,17 @@ def main() -> None:
     ap.add_argument("--runs", default="benchmarks/runs", help="where benchmarks/cifake.py put the trained models")
     ap.add_argument("--members", nargs="+", required=True, help="run folders under --runs, e.g. fast_seed0")
     ap.add_argument("--teacher-out", metavar="CSV", help="also write the ensemble's P(FAKE) on the training images")
+    ap.add_argument("--out", default="benchmarks/runs/cifake_ensemble/model.pt", help="the ensemble's model file")
     args = ap.parse_args()
     splits = SPLITS + ("train",) if args.teacher_out else SPLITS
     started = time.perf_counter()
     committed = json.loads((RESULTS / "cifake.json").read_text())
     rows = [member_row(name, committed["rows"]) for name in args.members]
 
-    members, p_fake, reference = {}, {s: [] for s in splits}, None
+    members, p_fake, reference, loaded = {}, {s: [] for s in splits}, None, []
     for name in args.members:
         run = load_saved(Path(args.runs) / name / "model.pt", DataOptions(path=args.data), device="cpu")
+        loaded.append((name, run.network, run.meta))
         rd = run.data
         ev = score_splits(run.network, {s: getattr(rd, s) for s in splits}, torch.device("cpu"), run.meta,
                           leaked=rd.leaked)
@@ -75,17 +82,27 @@ def main() -> None:
         print(name, members[name], flush=True)
 
     mean = {s: np.mean(p_fake[s], axis=0) for s in splits}
+    network, meta = make_ensemble(loaded)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_model(args.out, network, meta)
+    run = load_saved(args.out, DataOptions(path=args.data), device="cpu")
+    ev = score_splits(run.network, {s: getattr(run.data, s) for s in SPLITS}, torch.device("cpu"), run.meta,
+                      leaked=run.data.leaked)
+    p_file = {s: ev.scores[s].p_fake for s in SPLITS}
+    agreement = max(float(np.abs(p_file[s] - mean[s]).max()) for s in SPLITS)
     if args.teacher_out:
         with open(args.teacher_out, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "p_fake"])
             w.writerows([name, f"{p:.6f}"] for name, p in zip(reference["train"], mean["train"], strict=True))
-    metrics = {s: binary_metrics(labels[s], mean[s]) for s in SPLITS}
-    metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], mean["test"][~leaked])
+    metrics = {s: binary_metrics(labels[s], p_file[s]) for s in SPLITS}
+    metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], p_file["test"][~leaked])
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/cifake_ensemble.py " + " ".join(sys.argv[1:]),
         "rule": "mean of the members' P(FAKE), threshold 0.5, fixed before scoring",
+        "model_file": args.out,
+        "max_abs_difference_from_members_mean": agreement,
         "members": members,
         "train_pflops": sum(r["train_pflops"] for r in rows),
         "train_minutes": sum(r["train_minutes"] for r in rows),
@@ -106,7 +123,9 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Command: `{r['command']}` ({r['date']}). Rule: {r['rule']}.", "",
+    lines = [f"Command: `{r['command']}` ({r['date']}). Rule: {r['rule']}. Scored from the model file "
+             f"`aivsreal ensemble` writes ({r['model_file']}); its P(FAKE) is within "
+             f"{r['max_abs_difference_from_members_mean']:.1e} of the members' mean.", "",
              "| model | val acc | test acc |", "|---|---|---|"]
     lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f} |" for name, m in r["members"].items()]
     lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | **{r['test_accuracy']:.4f}** |", "",

@@ -1,11 +1,12 @@
 """Make the bundled `wild` detector: the best contender of benchmarks/wild.py, fitted on every source.
 
-    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
-    python benchmarks/bundle_wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
+    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv benchmarks/wild_extra/labels.csv
+    python benchmarks/bundle_wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv \
+        benchmarks/wild_extra/labels.csv
 
 The recipe is wild.py's BUNDLED_RECIPE, `lite2 probe (codec chain)`: frozen ImageNet EfficientNet-Lite2
 features (models/lite_probe.py) of two codec-chain views per image, standardised, logistic regression with
-C chosen by group cross-validation over sources. Here it is fitted on all 3,599 images (its
+C chosen by group cross-validation over sources. Here it is fitted on every image (its
 held-out figures are wild.py's, where every score came from a fold that never saw the source), and
 the classifier is folded into the network's linear head, so the detector runs everywhere a model
 does (CLI, API, server, ONNX) on native 224 px tiles. The domain check is fitted on the as-is
@@ -15,7 +16,6 @@ tile features (90% of the images; its threshold on the other 10%). Writes src/ai
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import re
@@ -26,7 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from bundle import fp16_check
-from wild import BUNDLED_PROBE, BUNDLED_RECIPE, CROP, PROBES, RESULTS, feature_cache, features_for, inner_c, probe
+from wild import (
+    BUNDLED_PROBE,
+    BUNDLED_RECIPE,
+    CROP,
+    PROBES,
+    RESULTS,
+    feature_cache,
+    features_for,
+    inner_c,
+    probe,
+    read_labels,
+)
 
 from aivsreal.data.crops import centre_crop
 from aivsreal.data.images import decode_native, read_limited
@@ -38,17 +49,19 @@ from aivsreal.models.file import ModelMeta
 from aivsreal.models.hub import BUNDLED, save_pretrained
 from aivsreal.predict.detector import Detector
 
-SOURCES_MD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild" / "SOURCES.md"
+SOURCES_MD = (Path(__file__).resolve().parents[2] / "shared" / "data" / "wild" / "SOURCES.md",
+              Path(__file__).resolve().parent / "wild_extra" / "README.md")
 FP16_SAMPLE = 300
 FAMILY = PROBES[BUNDLED_PROBE]
 
 
 def licence_rows(sources_md: Path) -> list[list[str]]:
-    """(source, repository @ commit, licence, REAL, FAKE) per source, from the set's SOURCES.md."""
+    """(source, repository @ commit, licence, REAL, FAKE) per source, from a sources table (the set's
+    SOURCES.md, benchmarks/wild_extra/README.md), its header row left out."""
     rows = []
     for line in sources_md.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and re.fullmatch(r"[a-z0-9_]+", cells[0]):
+        if len(cells) == 6 and re.fullmatch(r"[a-z0-9_]+", cells[0]) and cells[0] != "source":
             rows.append(cells[:5])
     return rows
 
@@ -72,12 +85,13 @@ def held_out_table(wild: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wild", required=True, help="the extracted set (OUT of extract.sh)")
-    ap.add_argument("--labels", required=True, help="labels.csv beside the recipe")
+    ap.add_argument("--labels", nargs="+", required=True, help="wild.py's --labels")
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's --cache")
-    ap.add_argument("--sources", default=str(SOURCES_MD), help="the set's SOURCES.md (licences)")
+    ap.add_argument("--sources", nargs="+", default=[str(p) for p in SOURCES_MD],
+                    help="the sources tables with the licences (the set's SOURCES.md, wild_extra/README.md)")
     args = ap.parse_args()
     root = Path(args.wild).expanduser()
-    rows = list(csv.DictReader(open(args.labels)))
+    rows = read_labels(args.labels)
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     sources = np.array([r["source"] for r in rows])
     feats = features_for(rows, root, feature_cache(Path(args.cache), BUNDLED_PROBE), FAMILY)
@@ -96,7 +110,9 @@ def main() -> None:
     domain = DomainCheck.fit(feats["as_is"][fit], labels[fit], feats["as_is"][val], sizes[fit])
     wild = json.loads((RESULTS / "wild.json").read_text())
     held = wild["contenders"][BUNDLED_RECIPE]  # this recipe's figures, whatever wild.py's headline is
-    data = {"path": "the wild development set (../shared/data/wild: 14 public repositories)",
+    repos = len({r["repo"] for r in rows})
+    data = {"path": f"the wild development set (../shared/data/wild and benchmarks/wild_extra: {repos} public "
+                    "repositories)",
             "train": len(rows), "val": 0, "test": 0, "seed": 0}
     summary = {"model": {"name": FAMILY, "config": network.config.to_dict(),
                          "params": sum(p.numel() for p in network.parameters()), "pretrained": True},
@@ -113,10 +129,11 @@ def main() -> None:
     fp16 = fp16_check(det, network, meta, crops, labels[picks])
     half = fp16["verdicts_changed"] == 0
 
-    licences = licence_rows(Path(args.sources))
+    licences = [row for path in args.sources for row in licence_rows(Path(path))]
     extra = "\n".join([
         "## Held-out figures (benchmarks/results/wild.md)", "",
-        "Each figure is on sources the recipe never saw: 4 folds over the set's 14 sources, each holding out REAL "
+        f"Each figure is on sources the recipe never saw: {len(wild['folds'])} folds over the set's "
+        f"{len({r['source'] for r in rows})} sources, each holding out REAL "
         "and FAKE sources. The bundled weights are then fitted on every source, so no held-out figure exists for "
         "them as such: these are the recipe's.", "", *held_out_table(wild), "",
         f"The domain check was fitted on the as-stored tile features of {len(fit):,} images and its threshold set "
@@ -135,13 +152,14 @@ def main() -> None:
         "and evaluation; check these terms before any other use.", "",
         "| source | repository @ commit | licence | REAL | FAKE |", "|---|---|---|---|---|",
         *[f"| {' | '.join(r)} |" for r in licences], "",
-        "Every image is listed, with its repository, commit, path and sha1, in `../shared/data/wild/labels.csv`; "
-        "`extract.sh` there rebuilds the set.", "",
+        "Every image is listed, with its repository, commit, path and sha1, in `../shared/data/wild/labels.csv` "
+        "and `benchmarks/wild_extra/labels.csv`; `extract.sh` beside the first rebuilds the set from either "
+        "manifest.", "",
         "## Weights", "",
         f"Stored as {'fp16' if half else 'fp32'}: on {FP16_SAMPLE} centre crops fp16-rounded weights changed "
         f"{fp16['verdicts_changed']} verdicts, P(fake) by at most {fp16['max_abs_p_fake_change']:.5f}.", "",
         "## Reproduce", "", "```bash",
-        "python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv",
+        wild["command"],
         "python benchmarks/bundle_wild.py " + " ".join(sys.argv[1:]), "```", "",
         f"Bundled {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, torch {torch.__version__}.",
     ])

@@ -1,6 +1,6 @@
 """Detectors on real-world images, scored only on sources held out of training.
 
-    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv
+    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv benchmarks/wild_extra/labels.csv
 
 Protocol (issue 13): group k-fold over the `source` column (evaluate/folds.py: whole sources held
 out, each fold holding out REAL and FAKE sources). Two test conditions:
@@ -25,7 +25,10 @@ Contenders, all on the same test images:
   scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
 - `cifake` (bundled, CIFAKE-trained `fast`): the whole image or crop shrunk to 32 px;
 - `size/format/bytes`: gradient boosting on (width, height, format, file size) only: the shortcut.
-Writes benchmarks/results/wild.{json,md}. Features are cached in --cache (delete to recompute).
+Images: the set's labels.csv plus benchmarks/wild_extra/ (136 more REAL photographs from two
+repositories; README there). Writes benchmarks/results/wild.{json,md}. Features are cached in
+--cache per image (each image's views seeded by its path, so new images are added to the cache,
+not recomputed with it); the per-fold training in one file per recipe (delete it to retrain).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections import defaultdict
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +73,7 @@ from aivsreal.train.loop import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
+VIEW_SEED, VIEWS_VERSION = 0, 2  # version 2: each image's views seeded by its path (caches can grow)
 C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 # short name (cache file suffix) -> model family
@@ -85,54 +89,99 @@ def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
         return model.network.features(model.normalize(x)).float().numpy()
 
 
+def read_labels(paths: list[str]) -> list[dict]:
+    """The rows of one or more labels files (the set's, then additions such as benchmarks/wild_extra/),
+    refusing files whose columns differ or that list an image twice."""
+    rows, columns = [], None
+    for path in paths:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if columns is not None and reader.fieldnames != columns:
+                print(f"error: {path} has other columns than {paths[0]}", file=sys.stderr)
+                raise SystemExit(2)
+            columns = reader.fieldnames
+            rows += list(reader)
+    seen = set()
+    for r in rows:
+        if r["relpath"] in seen or r["sha1"] in seen:
+            print(f"error: {r['relpath']} (sha1 {r['sha1']}) is listed twice in {' and '.join(paths)}", file=sys.stderr)
+            raise SystemExit(2)
+        seen |= {r["relpath"], r["sha1"]}
+    return rows
+
+
+def row_rng(relpath: str) -> np.random.Generator:
+    """Each image's views come from its own seed (its path): adding images leaves every other
+    image's features as they were, so a cache grows instead of being recomputed."""
+    return np.random.default_rng([VIEW_SEED, zlib.crc32(relpath.encode())])
+
+
+def row_features(model: DetectorNet, chain: CodecChain, data: bytes, relpath: str) -> dict[str, np.ndarray]:
+    """One image: train views (chain and plain), as-is and same-codec features, the shortcut's inputs."""
+    rng = row_rng(relpath)
+    px = decode_native(data)
+    same = centre_crop(px, SAME_CODEC_CROP)
+    same_bytes = jpeg_bytes(np.ascontiguousarray(same), 90)
+    same_px = np.asarray(Image.open(io.BytesIO(same_bytes)).convert("RGB"))
+    views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
+    grid, as_is, same_tiles = tiles(px, CROP, 9), tiles(px, CROP, TILES), tiles(same_px, CROP, TILES)
+    plain = np.stack([grid[int(rng.integers(len(grid)))] for _ in range(VIEWS)])
+    f = embed(model, np.concatenate([views, plain, as_is, same_tiles]))
+    n_as = len(as_is)
+    fmt = Image.open(io.BytesIO(data)).format
+    return {"chain": f[:VIEWS], "plain": f[VIEWS : 2 * VIEWS], "as_is": f[2 * VIEWS : 2 * VIEWS + n_as].mean(0),
+            "same_codec": f[2 * VIEWS + n_as :].mean(0),
+            "meta_as_is": np.array([px.shape[1], px.shape[0], np.log(len(data)), *[fmt == f_ for f_ in FORMATS]],
+                                   dtype=float),
+            "meta_same_codec": np.array([same.shape[1], same.shape[0], np.log(len(same_bytes)), 1, 0, 0, 0, 0, 0],
+                                        dtype=float),
+            "same_codec_bytes": np.frombuffer(same_bytes, np.uint8)}
+
+
 def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict[str, np.ndarray]:
-    """Per image: train views (chain and plain), as-is and same-codec features, and the shortcut's inputs.
-    The views come from one seeded generator: every backbone sees the same crops."""
-    relpaths = np.array([r["relpath"] for r in rows])
+    """Per image (in the labels' order): row_features of `family`'s frozen backbone. The cache keeps
+    every image it has seen; images it lacks are computed and added."""
+    per_row: dict[str, dict[str, np.ndarray]] = {}
+    seconds = 0.0
     if cache.exists():
         cached = dict(np.load(cache))
-        # caches written before 2026-11-27 hold no file list: their row count is all there is to check
-        stale = not np.array_equal(cached["relpaths"], relpaths) if "relpaths" in cached \
-            else len(cached["as_is"]) != len(rows)
-        if stale:
-            print(f"error: {cache} holds features of other images than {len(rows)} rows of the labels file: "
-                  "delete it to recompute", file=sys.stderr)
+        if int(cached.get("views_version", 0)) != VIEWS_VERSION:
+            print(f"error: {cache} was written before each image had its own view seed: delete it to recompute",
+                  file=sys.stderr)
             raise SystemExit(2)
-        return cached
-    model = build_model(default_config(family), pretrained=True).eval().to(memory_format=torch.channels_last)
-    chain, rng = CodecChain(), np.random.default_rng(0)
-    out = defaultdict(list)
-    started = time.time()
-    for i, row in enumerate(rows):
-        data = read_limited(root / row["relpath"])
-        px = decode_native(data)
-        same = centre_crop(px, SAME_CODEC_CROP)
-        same_bytes = jpeg_bytes(np.ascontiguousarray(same), 90)
-        same_px = np.asarray(Image.open(io.BytesIO(same_bytes)).convert("RGB"))
-        views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
-        grid, as_is, same_tiles = tiles(px, CROP, 9), tiles(px, CROP, TILES), tiles(same_px, CROP, TILES)
-        plain = np.stack([grid[int(rng.integers(len(grid)))] for _ in range(VIEWS)])
-        f = embed(model, np.concatenate([views, plain, as_is, same_tiles]))
-        n_as, n_same = len(as_is), len(same_tiles)
-        out["chain"].append(f[:VIEWS])
-        out["plain"].append(f[VIEWS : 2 * VIEWS])
-        out["as_is"].append(f[2 * VIEWS : 2 * VIEWS + n_as].mean(0))
-        out["same_codec"].append(f[2 * VIEWS + n_as : 2 * VIEWS + n_as + n_same].mean(0))
-        fmt = Image.open(io.BytesIO(data)).format
-        out["meta_as_is"].append([px.shape[1], px.shape[0], np.log(len(data)), *[fmt == f_ for f_ in FORMATS]])
-        out["meta_same_codec"].append([same.shape[1], same.shape[0], np.log(len(same_bytes)), 1, 0, 0, 0, 0, 0])
-        out["same_codec_bytes"].append(np.frombuffer(same_bytes, np.uint8))
-        if i % 200 == 0:
-            print(f"features {i}/{len(rows)}, {time.time() - started:.0f} s", flush=True)
-    arrays = {k: np.stack(v) for k, v in out.items() if k != "same_codec_bytes"}
-    lengths = np.array([len(b) for b in out["same_codec_bytes"]])
-    arrays["same_codec_bytes"] = np.concatenate(out["same_codec_bytes"])
-    arrays["same_codec_lengths"] = lengths
-    arrays["feature_seconds"] = np.array(time.time() - started)  # kept with the cache, reported in wild.md
-    arrays["relpaths"] = relpaths
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **arrays)
-    return arrays
+        per_row, seconds = _unpack(cached), float(cached["feature_seconds"])
+    missing = [r for r in rows if r["relpath"] not in per_row]
+    if missing:
+        model = build_model(default_config(family), pretrained=True).eval().to(memory_format=torch.channels_last)
+        chain, started = CodecChain(), time.time()
+        for i, row in enumerate(missing):
+            per_row[row["relpath"]] = row_features(model, chain, read_limited(root / row["relpath"]), row["relpath"])
+            if i % 200 == 0:
+                print(f"{family} features {i}/{len(missing)}, {time.time() - started:.0f} s", flush=True)
+        seconds += time.time() - started  # kept with the cache, reported in wild.md
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **_pack(per_row), feature_seconds=np.array(seconds), views_version=np.array(VIEWS_VERSION))
+    chosen = {r["relpath"]: per_row[r["relpath"]] for r in rows}
+    # the time these rows took: the cache's time per image times their number
+    return {**_pack(chosen), "feature_seconds": np.array(seconds * len(rows) / len(per_row))}
+
+
+def _pack(per_row: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-image features -> stacked arrays; the same-codec JPEGs concatenated with their lengths."""
+    feats = list(per_row.values())
+    out = {k: np.stack([f[k] for f in feats]) for k in feats[0] if k != "same_codec_bytes"}
+    out["same_codec_bytes"] = np.concatenate([f["same_codec_bytes"] for f in feats])
+    out["same_codec_lengths"] = np.array([len(f["same_codec_bytes"]) for f in feats])
+    out["relpaths"] = np.array(list(per_row))
+    return out
+
+
+def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    blobs = np.split(arrays["same_codec_bytes"], np.cumsum(arrays["same_codec_lengths"])[:-1])
+    keys = [k for k in arrays if k not in ("relpaths", "same_codec_bytes", "same_codec_lengths", "feature_seconds",
+                                           "views_version")]
+    return {str(p): {**{k: arrays[k][i] for k in keys}, "same_codec_bytes": blobs[i]}
+            for i, p in enumerate(arrays["relpaths"])}
 
 
 def feature_cache(cache: Path, short: str) -> Path:
@@ -244,8 +293,13 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
                    blobs: list[bytes], cache: Path) -> tuple[dict[str, np.ndarray], dict]:
     """P(fake) per image from the fold that held its source out; val carved from the fold's train
     images (10%), never from its test. Cached per spec: delete the file to retrain."""
+    relpaths = np.array([r["relpath"] for r in rows])
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
+        if "relpaths" not in z or not (np.array_equal(z["relpaths"], relpaths) and np.array_equal(z["folds"], folds)):
+            print(f"error: {cache} was trained on other images or folds than these: delete it to retrain",
+                  file=sys.stderr)
+            raise SystemExit(2)
         record = json.loads(str(z["record"]))
         record["pflops_per_fold"] = fold_pflops(spec, labels, folds, record["epochs_run"])
         return {"as_is": z["as_is"], "same_codec": z["same_codec"]}, record
@@ -276,7 +330,7 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
             p[cond][test_idx] = fold_scores[cond]
         print(f"{spec.name}: fold {f} done, {record['minutes_per_fold'][-1]} min", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **p, record=np.array(json.dumps(record)))
+    np.savez(cache, **p, record=np.array(json.dumps(record)), relpaths=relpaths, folds=folds)
     record["pflops_per_fold"] = fold_pflops(spec, labels, folds, record["epochs_run"])
     return p, record
 
@@ -322,12 +376,13 @@ def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wild", required=True, help="the extracted set (OUT of extract.sh)")
-    ap.add_argument("--labels", required=True, help="labels.csv beside the recipe")
+    ap.add_argument("--labels", nargs="+", required=True,
+                    help="labels.csv beside the recipe, then any additions (benchmarks/wild_extra/labels.csv)")
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
     args = ap.parse_args()
     started = time.time()
     root = Path(args.wild).expanduser()
-    rows = list(csv.DictReader(open(args.labels)))
+    rows = read_labels(args.labels)
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     folds = source_folds([r["source"] for r in rows], labels)
     cache = Path(args.cache)

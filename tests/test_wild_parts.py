@@ -115,3 +115,44 @@ def test_source_weights_balance_classes_and_temper_big_sources():
     plain = wild.compute_sample_weight("balanced", labels)  # what probe() weighs by without sources
     assert plain[labels == 0].sum() == pytest.approx(plain[labels == 1].sum())
     assert len(set(plain[labels == 0])) == 1  # unweighted within a class
+
+
+def test_feature_cache_grows_and_keeps_each_images_views(tmp_path, monkeypatch):
+    """Adding images computes only those; the others keep their features (views seeded per image)."""
+    wild = wild_benchmark()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (h, w) in enumerate([(300, 260), (240, 500), (230, 230)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append({"relpath": f"{i}.png"})
+    cache = tmp_path / "features.npz"
+    first = wild.features_for(rows[:2], tmp_path, cache, "lite0_probe")
+    computed = []
+    real = wild.row_features
+    monkeypatch.setattr(wild, "row_features", lambda *a: computed.append(a[3]) or real(*a))
+    grown = wild.features_for(rows[::-1], tmp_path, cache, "lite0_probe")  # any order: the labels' order
+    assert computed == ["2.png"]
+    assert list(grown["relpaths"]) == ["2.png", "1.png", "0.png"]
+    for key in ("chain", "plain", "as_is", "same_codec", "meta_as_is"):
+        assert np.array_equal(grown[key][[2, 1]], first[key]), key
+    assert np.array_equal(wild.same_codec_blobs(grown)[1], wild.same_codec_blobs(first)[1])
+    assert not np.array_equal(grown["chain"][0], grown["chain"][1])
+    computed.clear()
+    assert np.array_equal(wild.features_for(rows[1:2], tmp_path, cache, "lite0_probe")["as_is"], first["as_is"][1:])
+    assert computed == []
+    np.savez(cache, relpaths=np.array(["0.png"]), feature_seconds=np.array(1.0))  # a cache from before view seeds
+    with pytest.raises(SystemExit) as e:
+        wild.features_for(rows, tmp_path, cache, "lite0_probe")
+    assert e.value.code == 2
+
+
+def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):
+    wild = wild_benchmark()
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("relpath,source,sha1\nx/1.jpg,x,11\nx/2.jpg,x,22\n")
+    b.write_text("relpath,source,sha1\ny/1.jpg,y,33\n")
+    c.write_text("relpath,source,sha1\ny/9.jpg,y,22\n")  # other path, same bytes as x/2.jpg
+    assert [r["relpath"] for r in wild.read_labels([str(a), str(b)])] == ["x/1.jpg", "x/2.jpg", "y/1.jpg"]
+    with pytest.raises(SystemExit) as e:
+        wild.read_labels([str(a), str(c)])
+    assert e.value.code == 2 and "listed twice" in capsys.readouterr().err

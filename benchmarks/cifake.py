@@ -43,6 +43,9 @@ CONTENDERS = {
     "fast_wide": ("fast", {"epochs": 26}, {"options": {"widths": [32, 64, 192]}}, False,
                   "an experiment, not the default: the last group 1.5x wider (cheap at 8x8 and 4x4: 191 against "
                   "159 MFLOP per training image), 26 epochs instead of 32 to stay within the fast recipe's compute"),
+    "fast_big": ("fast", {}, {"options": {"widths": [64, 128, 256]}}, False,
+                 "a candidate for the 2-hour budget: every group twice as wide (64-128-256), about 4x the fast "
+                 "recipe's compute, the recipe otherwise unchanged"),
     "fast_cutout": ("fast", {"cutout": 8}, {}, False, "an experiment, not the default: the fast recipe with "
                     "an 8 px cutout square in every training image (no extra FLOPs)"),
     "fast_distill": ("fast", {"teacher": "benchmarks/runs/teacher_cifake.csv"}, {}, False,

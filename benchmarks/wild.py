@@ -74,6 +74,7 @@ from aivsreal.train.loop import TrainConfig, train
 RESULTS = Path(__file__).parent / "results"
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 VIEW_SEED, VIEWS_VERSION = 0, 2  # version 2: each image's views seeded by its path (caches can grow)
+ROW_ARRAYS = ("chain", "plain", "as_is", "same_codec", "meta_as_is", "meta_same_codec")  # row_features' arrays
 C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 # short name (cache file suffix) -> model family
@@ -169,7 +170,7 @@ def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict
 def _pack(per_row: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per-image features -> stacked arrays; the same-codec JPEGs concatenated with their lengths."""
     feats = list(per_row.values())
-    out = {k: np.stack([f[k] for f in feats]) for k in feats[0] if k != "same_codec_bytes"}
+    out = {k: np.stack([f[k] for f in feats]) for k in ROW_ARRAYS}
     out["same_codec_bytes"] = np.concatenate([f["same_codec_bytes"] for f in feats])
     out["same_codec_lengths"] = np.array([len(f["same_codec_bytes"]) for f in feats])
     out["relpaths"] = np.array(list(per_row))
@@ -178,15 +179,13 @@ def _pack(per_row: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     blobs = np.split(arrays["same_codec_bytes"], np.cumsum(arrays["same_codec_lengths"])[:-1])
-    keys = [k for k in arrays if k not in ("relpaths", "same_codec_bytes", "same_codec_lengths", "feature_seconds",
-                                           "views_version")]
-    return {str(p): {**{k: arrays[k][i] for k in keys}, "same_codec_bytes": blobs[i]}
+    return {str(p): {**{k: arrays[k][i] for k in ROW_ARRAYS}, "same_codec_bytes": blobs[i]}
             for i, p in enumerate(arrays["relpaths"])}
 
 
 def feature_cache(cache: Path, short: str) -> Path:
-    """Lite0's features keep the original file name; other backbones get a suffix."""
-    return cache if short == "lite0" else cache.with_name(f"{cache.stem}_{short}.npz")
+    """One file per backbone beside --cache: wild_features.npz -> wild_features_lite2.npz."""
+    return cache.with_name(f"{cache.stem}_{short}.npz")
 
 
 def probe(views: np.ndarray, labels: np.ndarray, c: float, sources: np.ndarray | None = None) -> object:

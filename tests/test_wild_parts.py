@@ -156,3 +156,23 @@ def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         wild.read_labels([str(a), str(c)])
     assert e.value.code == 2 and "listed twice" in capsys.readouterr().err
+
+
+def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
+    """A per-fold training cache replays its scores for the same images and folds, and is refused
+    (exit 2) for any other set: its scores would otherwise sit on rows they were never computed for."""
+    wild = wild_benchmark()
+    spec = wild.Trained("fast", 96, 6, 0.0125)
+    rows = [{"relpath": f"{i}.png"} for i in range(12)]
+    labels, folds = np.tile([0, 1], 6), np.repeat([0, 1], 6)
+    scores = {"as_is": np.linspace(0, 1, 12), "same_codec": np.linspace(1, 0, 12)}
+    cache = tmp_path / "trained.npz"
+    np.savez(cache, **scores, record=np.array('{"minutes_per_fold": [1, 1], "epochs_run": [6, 5]}'),
+             relpaths=np.array([r["relpath"] for r in rows]), folds=folds)
+    p, record = wild.trained_scores(spec, rows, tmp_path, labels, folds, [], cache)
+    assert np.array_equal(p["as_is"], scores["as_is"]) and np.array_equal(p["same_codec"], scores["same_codec"])
+    assert record["epochs_run"] == [6, 5] and len(record["pflops_per_fold"]) == 2
+    for other_rows, other_folds in ((rows[::-1], folds), (rows, folds[::-1])):
+        with pytest.raises(SystemExit) as e:
+            wild.trained_scores(spec, other_rows, tmp_path, labels, other_folds, [], cache)
+        assert e.value.code == 2 and "delete it to retrain" in capsys.readouterr().err

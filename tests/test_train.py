@@ -31,14 +31,16 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     assert all(0 < lr <= QUICK.lr for lr in lrs) and lrs[-1] < max(lrs)
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.99])
-def test_resume_continues_where_it_stopped(run_data, tmp_path, ema):
+@pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}])
+def test_resume_continues_where_it_stopped(run_data, tmp_path, option):
     cpu = torch.device("cpu")
-    cfg = TrainConfig(**{**QUICK.__dict__, "ema": ema})
+    cfg = TrainConfig(**{**QUICK.__dict__, **option})
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    torch.manual_seed(0)  # the same initial weights for both runs, whatever ran before this test
     full = build_model(default_config("fast"))
     train(full, run_data.train, run_data.val, cfg, full_dir, cpu)
     # Stop after 1 epoch (as if killed), then resume to 3: same result as one uninterrupted run.
+    torch.manual_seed(0)
     first = build_model(default_config("fast"))
     with pytest.raises(SystemExit):
         train(first, run_data.train, run_data.val, cfg, part_dir, cpu, on_epoch_end=_exit_after_one)
@@ -72,6 +74,27 @@ def test_ema_weights_are_validated_and_kept(run_data, tmp_path):
     assert val_loss == pytest.approx(state.best_val_loss, rel=1e-4)
     with pytest.raises(AivsrealError, match="--ema is a decay"):
         TrainConfig(ema=1.0)
+
+
+def test_lookahead_pulls_the_weights_back_to_a_slow_copy(run_data, tmp_path):
+    """Lookahead changes the run, and each epoch ends on its slow weights: those are validated and kept."""
+    from aivsreal.safe_io import safe_load
+
+    finals = []
+    for k in (0, 3):
+        model = build_model(default_config("fast"))
+        train(model, run_data.train, run_data.val, TrainConfig(**{**QUICK.__dict__, "lookahead": k}),
+              tmp_path / str(k), torch.device("cpu"))
+        finals.append(model.state_dict())
+    assert any(not torch.allclose(finals[0][k].float(), finals[1][k].float()) for k in finals[0])
+    ckpt = safe_load(tmp_path / "3" / CHECKPOINT, what="checkpoint")
+    slow = [s["lookahead_slow_buff"] for s in ckpt["optimizer"]["state"].values()]
+    names = dict(model.named_parameters())
+    last = [v for k, v in ckpt["model"].items() if k in names]
+    assert len(slow) == len(last) == len(names)
+    assert all(any(torch.equal(w, s) for s in slow) for w in last)
+    with pytest.raises(AivsrealError, match="--lookahead is a number of steps"):
+        TrainConfig(lookahead=-1)
 
 
 def test_resume_refuses_other_options(run_data, tmp_path):

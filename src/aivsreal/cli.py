@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=number(int, 0), default=0)
     g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",
                    help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
+    g.add_argument("--lookahead", type=number(int, 0), metavar="K",
+                   help="Lookahead: every K steps the weights go halfway back to a slow copy (e.g. 5; default 0: off)")
     g.add_argument("--cutout", type=number(int, 0), metavar="PX",
                    help="hide a random PX x PX square of each training image (cutout; default 0: off)")
     g.add_argument("--teacher", metavar="CSV",
@@ -140,7 +142,7 @@ def cmd_train(args) -> int:
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                  "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
-                 "cutout": args.cutout, "teacher": args.teacher,
+                 "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
                  "codec_chain": False if args.no_codec_chain else None,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.optim import Lookahead
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
@@ -52,6 +53,7 @@ class TrainConfig:
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and kept
+    lookahead: int = 0  # every k steps the weights go halfway back to a slow copy (Lookahead); 0: off
     teacher: str | None = None  # CSV of a teacher's P(FAKE) per training image: distil (train/teacher.py)
     codec_chain: bool = True  # --crop runs: every view through train/augment.CodecChain, REAL and FAKE alike
     workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
@@ -63,6 +65,8 @@ class TrainConfig:
             raise AivsrealError(f"--degrade is a share of the training images, from 0 to 1 (got {self.degrade})")
         if not 0.0 <= self.ema < 1.0:
             raise AivsrealError(f"--ema is a decay per step, 0 (off) or more and below 1, e.g. 0.999 (got {self.ema})")
+        if self.lookahead < 0:
+            raise AivsrealError(f"--lookahead is a number of steps, 0 (off) or more, e.g. 5 (got {self.lookahead})")
         if self.workers < 0:
             raise AivsrealError(f"--workers is a number of processes, 0 or more (got {self.workers})")
 
@@ -84,6 +88,13 @@ class TrainState:
 
 
 def _optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The base optimiser, inside timm's Lookahead (Zhang et al. 2019: k fast steps, then halfway back
+    to the slow weights, alpha 0.5) when cfg.lookahead is k > 0."""
+    base = _base_optimizer(model, cfg)
+    return Lookahead(base, alpha=0.5, k=cfg.lookahead) if cfg.lookahead else base
+
+
+def _base_optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -217,6 +228,8 @@ def train(
         if not math.isfinite(loss_sum):
             raise AivsrealError(f"training diverged (loss is {loss_sum}); try a lower --lr")
         train_seconds = time.perf_counter() - t0
+        if cfg.lookahead:
+            opt.sync_lookahead()  # the epoch ends on a slow step, so the slow weights are validated and kept
         if world > 1:
             distributed.sync_from_main(model)
             if ema:

@@ -46,6 +46,8 @@ CONTENDERS = {
     "fast_big": ("fast", {}, {"options": {"widths": [64, 128, 256]}}, False,
                  "a candidate for the 2-hour budget: every group twice as wide (64-128-256), about 4x the fast "
                  "recipe's compute, the recipe otherwise unchanged"),
+    "fast_lookahead": ("fast", {"lookahead": 5}, {}, False, "an experiment, not the default: the fast recipe with "
+                       "its optimiser inside Lookahead (k=5, alpha 0.5; no extra FLOPs)"),
     "fast_cutout": ("fast", {"cutout": 8}, {}, False, "an experiment, not the default: the fast recipe with "
                     "an 8 px cutout square in every training image (no extra FLOPs)"),
     "fast_distill": ("fast", {"teacher": "benchmarks/runs/teacher_cifake.csv"}, {}, False,

@@ -244,6 +244,11 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
     return p, chosen
 
 
+def side_by_side(*feats: dict) -> dict[str, np.ndarray]:
+    """Two backbones' features of the same views, concatenated per view."""
+    return {k: np.concatenate([f[k] for f in feats], -1) for k in ("chain", "as_is", "same_codec")}
+
+
 def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
     p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
     for f in range(folds.max() + 1):
@@ -389,7 +394,6 @@ def main() -> None:
                    for short, family in PROBES.items()}
     feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
     sources = np.array([r["source"] for r in rows])
-    both = {k: np.concatenate([feats[k], lite2[k]], -1) for k in ("chain", "as_is", "same_codec")}
     blobs = same_codec_blobs(feats)
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
@@ -400,7 +404,11 @@ def main() -> None:
         "lite1 probe (codec chain)": (probe_feats["lite1"], "chain", False),
         "lite2 probe (codec chain)": (lite2, "chain", False),
         "lite2 probe (codec chain, sources weighted)": (lite2, "chain", True),
-        "lite0+lite2 probe (codec chain, features side by side)": (both, "chain", False),
+        "lite2 probe (codec-chain and plain views, 4 per image)": ({**lite2, "chain_and_plain": np.concatenate(
+            [lite2["chain"], lite2["plain"]], 1)}, "chain_and_plain", False),
+        "lite0+lite2 probe (codec chain, features side by side)": (side_by_side(feats, lite2), "chain", False),
+        "lite1+lite2 probe (codec chain, features side by side)": (side_by_side(probe_feats["lite1"], lite2), "chain",
+                                                                    False),
         "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain", False),
     }
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)

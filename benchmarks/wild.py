@@ -245,7 +245,7 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
 
 
 def side_by_side(*feats: dict) -> dict[str, np.ndarray]:
-    """Two backbones' features of the same views, concatenated per view."""
+    """Several backbones' features of the same views, concatenated per view (one probe reads them all)."""
     return {k: np.concatenate([f[k] for f in feats], -1) for k in ("chain", "as_is", "same_codec")}
 
 

@@ -13,6 +13,11 @@ like any model; the members are scored too, for the table, and the file's P(FAKE
 their mean. Writes benchmarks/results/cifake_ensemble.{json,md}; with --teacher-out, also the
 ensemble's P(FAKE) on the training images, the file `aivsreal train --teacher` distils from
 (cifake.py's fast_distill).
+
+With --select-within PFLOP the members are chosen, not given: --members lists candidates, and greedy
+forward selection (Caruana et al., 2004) adds, one at a time, the candidate whose training compute
+still fits the budget and that lowers the ensemble's validation log loss most, until none fits or
+none lowers it. Only validation scores choose; test is scored once for the table.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ def main() -> None:
     ap.add_argument("--members", nargs="+", required=True, help="run folders under --runs, e.g. fast_seed0")
     ap.add_argument("--teacher-out", metavar="CSV", help="also write the ensemble's P(FAKE) on the training images")
     ap.add_argument("--out", default="benchmarks/runs/cifake_ensemble/model.pt", help="the ensemble's model file")
+    ap.add_argument("--select-within", type=float, metavar="PFLOP",
+                    help="--members are candidates: pick them greedily on validation log loss within this compute")
     args = ap.parse_args()
     splits = SPLITS + ("train",) if args.teacher_out else SPLITS
     started = time.perf_counter()
@@ -81,6 +88,14 @@ def main() -> None:
         members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"], "test_accuracy": ev.metrics["test"]["accuracy"]}
         print(name, members[name], flush=True)
 
+    selection = None
+    if args.select_within is not None:
+        chosen, selection = select_members(p_fake["val"], labels["val"], [r["train_pflops"] for r in rows],
+                                           args.select_within)
+        selection = [{**step, "added": args.members[step["added"]]} for step in selection]
+        rows, loaded = [rows[i] for i in chosen], [loaded[i] for i in chosen]
+        p_fake = {s: [p_fake[s][i] for i in chosen] for s in splits}
+        print("selected", [name for name, _, _ in loaded], flush=True)
     mean = {s: np.mean(p_fake[s], axis=0) for s in splits}
     network, meta = make_ensemble(loaded)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +119,9 @@ def main() -> None:
         "model_file": args.out,
         "max_abs_difference_from_members_mean": agreement,
         "members": members,
+        "selected": [name for name, _, _ in loaded],
+        "selection": selection,
+        "select_within": args.select_within,
         "train_pflops": sum(r["train_pflops"] for r in rows),
         "train_minutes": sum(r["train_minutes"] for r in rows),
         "member_machines": sorted({f"{r['machine'].split(',')[0]}, {r['date']}" for r in rows}),
@@ -122,12 +140,42 @@ def main() -> None:
     print((RESULTS / "cifake_ensemble.md").read_text())
 
 
+def select_members(p_val: list[np.ndarray], labels: np.ndarray, pflops: list[float],
+                   budget: float) -> tuple[list[int], list[dict]]:
+    """Greedy forward selection on validation log loss within a compute budget: the indices chosen
+    and, per step, the candidate added with the validation figures it gave."""
+    chosen, steps, best = [], [], np.inf
+    while True:
+        spent = sum(pflops[i] for i in chosen)
+        trials = [(binary_metrics(labels, np.mean([p_val[j] for j in chosen + [i]], axis=0)), i)
+                  for i in range(len(p_val)) if i not in chosen and spent + pflops[i] <= budget]
+        if not trials:
+            break
+        m, i = min(trials, key=lambda t: t[0]["log_loss"])
+        if m["log_loss"] >= best:
+            break
+        best = m["log_loss"]
+        chosen.append(i)
+        steps.append({"added": i, "val_log_loss": m["log_loss"], "val_accuracy": m["accuracy"],
+                      "train_pflops": spent + pflops[i]})
+    if not chosen:
+        print(f"error: no candidate fits --select-within {budget} PFLOP", file=sys.stderr)
+        raise SystemExit(2)
+    return chosen, steps
+
+
 def markdown(r: dict) -> str:
     lines = [f"Command: `{r['command']}` ({r['date']}). Rule: {r['rule']}. Scored from the model file "
              f"`aivsreal ensemble` writes ({r['model_file']}); its P(FAKE) is within "
              f"{r['max_abs_difference_from_members_mean']:.1e} of the members' mean.", "",
              "| model | val acc | test acc |", "|---|---|---|"]
     lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f} |" for name, m in r["members"].items()]
+    if r.get("selection"):
+        lines += ["", f"Chosen by greedy forward selection on validation log loss within {r['select_within']:.2f} "
+                  "PFLOP:", ""]
+        lines += [f"{k}. `{st['added']}`: val log loss {st['val_log_loss']:.4f}, val acc {st['val_accuracy']:.4f}, "
+                  f"{st['train_pflops']:.3f} PFLOP" for k, st in enumerate(r["selection"], 1)]
+        lines += ["", "| model | val acc | test acc |", "|---|---|---|"]
     lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | **{r['test_accuracy']:.4f}** |", "",
               f"Ensemble test accuracy without the 378 leaked images {r['test_accuracy_without_leaked']:.4f}, "
               f"precision (REAL positive) {r['test_precision']:.4f}, recall {r['test_recall']:.4f}, "

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import benchmark_script
 
 from aivsreal.cli import main
 from aivsreal.models import build_model, default_config
@@ -94,3 +95,36 @@ def exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as e:
         return e.code
+
+
+def test_member_selection_follows_validation_and_keeps_the_budget():
+    """Greedy selection starts from the best member alone, adds members only while the validation log
+    loss falls, never exceeds the compute budget, and says so when nothing fits."""
+    from aivsreal.evaluate.metrics import binary_metrics
+
+    select_members = benchmark_script("cifake_ensemble").select_members
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 4000)
+
+    def member(margin: float) -> np.ndarray:  # independent errors, so averaging two helps
+        return 1 / (1 + np.exp(-(margin * (2 * labels - 1) + rng.normal(0, 2, labels.size))))
+
+    candidates = [member(2.0), member(3.0), np.full(labels.size, 0.5), member(2.0)]
+    pflops = [1.0, 3.0, 0.1, 1.0]
+
+    def loss(idx: list[int]) -> float:
+        return binary_metrics(labels, np.mean([candidates[i] for i in idx], axis=0))["log_loss"]
+
+    for budget in (4.5, 2.5, 10.0):
+        chosen, steps = select_members(candidates, labels, pflops, budget=budget)
+        assert sum(pflops[i] for i in chosen) <= budget
+        fits = [i for i in range(4) if pflops[i] <= budget]
+        assert chosen[0] == min(fits, key=lambda i: loss([i]))
+        assert [s["val_log_loss"] for s in steps] == sorted({s["val_log_loss"] for s in steps}, reverse=True)
+        assert steps[-1]["val_log_loss"] == pytest.approx(loss(chosen))
+        left = [i for i in fits if i not in chosen and sum(pflops[j] for j in chosen) + pflops[i] <= budget]
+        assert all(loss(chosen + [i]) >= loss(chosen) for i in left)  # it stopped because nothing helps
+        assert 2 not in chosen  # a coin-flip member
+    assert len(select_members(candidates, labels, pflops, budget=2.5)[0]) == 2  # the two fair ones
+    with pytest.raises(SystemExit):
+        select_members(candidates, labels, pflops, budget=0.05)

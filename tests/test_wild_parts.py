@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import benchmark_script
 from PIL import Image
 
 from aivsreal.data.crops import centre_crop, random_crop, tile_origins, tiles
@@ -89,22 +90,8 @@ def test_decode_native_keeps_the_resolution():
     assert px.shape == (321, 123, 3) and np.array_equal(px, checkerboard(321, 123))
 
 
-def wild_benchmark():
-    """benchmarks/wild.py, imported as a module (it is a script, not part of the package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "wild.py"
-    spec = importlib.util.spec_from_file_location("wild_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_source_weights_balance_classes_and_temper_big_sources():
-    wild = wild_benchmark()
+    wild = benchmark_script("wild")
     sources = np.array(["big"] * 400 + ["small"] * 4 + ["fake_a"] * 100 + ["fake_b"] * 25)
     labels = np.array([0] * 404 + [1] * 125)
     w = wild.source_weights(sources, labels)
@@ -119,7 +106,7 @@ def test_source_weights_balance_classes_and_temper_big_sources():
 
 def test_feature_cache_grows_and_keeps_each_images_views(tmp_path, monkeypatch):
     """Adding images computes only those; the others keep their features (views seeded per image)."""
-    wild = wild_benchmark()
+    wild = benchmark_script("wild")
     rng = np.random.default_rng(0)
     rows = []
     for i, (h, w) in enumerate([(300, 260), (240, 500), (230, 230)]):
@@ -147,7 +134,7 @@ def test_feature_cache_grows_and_keeps_each_images_views(tmp_path, monkeypatch):
 
 
 def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):
-    wild = wild_benchmark()
+    wild = benchmark_script("wild")
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
     a.write_text("relpath,source,sha1\nx/1.jpg,x,11\nx/2.jpg,x,22\n")
     b.write_text("relpath,source,sha1\ny/1.jpg,y,33\n")
@@ -161,7 +148,7 @@ def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):
 def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
     """A per-fold training cache replays its scores for the same images and folds, and is refused
     (exit 2) for any other set: its scores would otherwise sit on rows they were never computed for."""
-    wild = wild_benchmark()
+    wild = benchmark_script("wild")
     spec = wild.Trained("fast", 96, 6, 0.0125)
     rows = [{"relpath": f"{i}.png"} for i in range(12)]
     labels, folds = np.tile([0, 1], 6), np.repeat([0, 1], 6)

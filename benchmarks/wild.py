@@ -77,6 +77,7 @@ VIEW_SEED, VIEWS_VERSION = 0, 2  # version 2: each image's views seeded by its p
 ROW_ARRAYS = ("chain", "plain", "as_is", "same_codec", "meta_as_is", "meta_same_codec")  # row_features' arrays
 C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of each class (summarise)
 # short name (cache file suffix) -> model family
 PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
@@ -356,10 +357,21 @@ def fold_pflops(spec: Trained, labels: np.ndarray, folds: np.ndarray, epochs_run
 
 
 def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
-    """Pooled AUC and accuracy at 0.5; per source and per family: AUC against the other class, recall."""
+    """Pooled AUC and accuracy at 0.5; per source and per family: AUC against the other class, recall;
+    and AUC within each stored file format that both classes have (`within_format`).
+
+    Most REAL files are JPEG and most FAKE ones PNG or WebP, so a detector can score by compression
+    history (an earlier JPEG's 8x8 grid may survive the same-codec re-encoding) instead of generator
+    traces. REAL JPEG against FAKE JPEG, and REAL PNG against FAKE PNG, take that away."""
     real, fake = labels == 0, labels == 1
+    formats = np.array([r["format"] for r in rows])
     out = {"pooled_auc": float(roc_auc_score(labels, p)),
-           "pooled_accuracy": float(np.mean((p >= 0.5) == labels)), "per_source": {}, "per_family": {}}
+           "pooled_accuracy": float(np.mean((p >= 0.5) == labels)), "per_source": {}, "per_family": {},
+           "within_format": {}}
+    for f in WITHIN_FORMATS:
+        mine = formats == f
+        out["within_format"][f] = {"n_real": int((real & mine).sum()), "n_fake": int((fake & mine).sum()),
+                                   "auc": round(float(roc_auc_score(labels[mine], p[mine])), 4)}
     for key, name in (("source", "per_source"), ("family", "per_family")):
         groups = np.array([r[key] if r["cls"] == "FAKE" or key == "source" else "REAL" for r in rows])
         for g in sorted(set(groups)):
@@ -452,11 +464,18 @@ def markdown(r: dict) -> str:
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]
     lines += ["", "## Pooled over the held-out folds", "",
-              "| contender | same codec AUC | same codec acc | as is AUC | as is acc |", "|---|---|---|---|---|"]
+              "| contender | same codec AUC | same codec acc | as is AUC | as is acc | "
+              + " | ".join(f"same codec AUC, {f} files only" for f in WITHIN_FORMATS) + " |",
+              "|---|---|---|---|---|" + "---|" * len(WITHIN_FORMATS)]
     for name, c in r["contenders"].items():
         same, as_is = c["same_codec"], c["as_is"]
         lines.append(f"| {name} | **{same['pooled_auc']:.3f}** | {same['pooled_accuracy']:.3f} "
-                     f"| {as_is['pooled_auc']:.3f} | {as_is['pooled_accuracy']:.3f} |")
+                     f"| {as_is['pooled_auc']:.3f} | {as_is['pooled_accuracy']:.3f} | "
+                     + " | ".join(f"{same['within_format'][f]['auc']:.3f}" for f in WITHIN_FORMATS) + " |")
+    counts = r["contenders"][BUNDLED_RECIPE]["same_codec"]["within_format"]
+    lines += ["", "Within a format: REAL files of that stored format against FAKE files of it ("
+              + "; ".join(f"{f}: {c['n_real']} REAL, {c['n_fake']} FAKE" for f, c in counts.items())
+              + "), so that compression history cannot tell the classes apart."]
     for key, title in (("per_source", "Per held-out source"),
                        ("per_family", "Per generator family (FAKE) vs all REAL")):
         lines += ["", f"## {title}: same codec, {BUNDLED_RECIPE} vs the shortcut", "",

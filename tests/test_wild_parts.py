@@ -163,3 +163,19 @@ def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsy
         with pytest.raises(SystemExit) as e:
             wild.trained_scores(spec, other_rows, tmp_path, labels, other_folds, [], cache)
         assert e.value.code == 2 and "delete it to retrain" in capsys.readouterr().err
+
+
+def test_within_format_auc_sees_through_a_format_shortcut():
+    """A score that only knows the file format looks good pooled and is at chance within a format."""
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(0)
+    rows, scores = [], []
+    for cls, fmt, n in (("REAL", "JPEG", 300), ("REAL", "PNG", 60), ("FAKE", "JPEG", 60), ("FAKE", "PNG", 300)):
+        rows += [{"cls": cls, "format": fmt, "source": f"{cls}_{fmt}", "family": "x"}] * n
+        scores += list((fmt == "PNG") * 0.5 + rng.uniform(0, 0.5, n))
+    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    out = wild.summarise(np.array(scores), labels, rows)
+    assert out["pooled_auc"] > 0.75
+    assert out["within_format"]["JPEG"]["n_real"] == 300 and out["within_format"]["JPEG"]["n_fake"] == 60
+    for fmt in ("JPEG", "PNG"):
+        assert abs(out["within_format"][fmt]["auc"] - 0.5) < 0.1

@@ -31,7 +31,7 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     assert all(0 < lr <= QUICK.lr for lr in lrs) and lrs[-1] < max(lrs)
 
 
-@pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}])
+@pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}, {"optimizer": "muon"}])
 def test_resume_continues_where_it_stopped(run_data, tmp_path, option):
     cpu = torch.device("cpu")
     cfg = TrainConfig(**{**QUICK.__dict__, **option})
@@ -95,6 +95,33 @@ def test_lookahead_pulls_the_weights_back_to_a_slow_copy(run_data, tmp_path):
     assert all(any(torch.equal(w, s) for s in slow) for w in last)
     with pytest.raises(AivsrealError, match="--lookahead is a number of steps"):
         TrainConfig(lookahead=-1)
+
+
+def test_muon_learns_with_orthogonal_filter_steps(run_data, tmp_path):
+    """--optimizer muon: filter banks step along a semi-orthogonal matrix and keep the norm sqrt(out);
+    the rest (batch norm, head) takes SGD; and the network still learns."""
+    from aivsreal.train.muon import muon_for, orthogonalize
+
+    g = torch.randn(64, 288, generator=torch.Generator().manual_seed(0))
+    s = torch.linalg.svdvals(orthogonalize(g))
+    assert s.min() > 0.5 and s.max() < 1.5  # every direction moves by about the same amount
+    assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 2  # unlike the raw gradient's
+    assert orthogonalize(g.T).shape == (288, 64)
+
+    model = build_model(default_config("fast"))
+    opt = muon_for(model.named_parameters(), lr=0.05, weight_decay=5e-4)
+    kinds = [(group["orthogonal"], p.ndim) for group in opt.param_groups for p in group["params"]]
+    assert all(o == (nd == 4) for o, nd in kinds) and len(kinds) == len(list(model.parameters()))
+
+    model = build_model(default_config("fast"))
+    state = train(model, run_data.train, run_data.val, TrainConfig(**{**QUICK.__dict__, "optimizer": "muon"}),
+                  tmp_path, torch.device("cpu"))
+    assert state.epoch == 3
+    fake = predict_logits(model, run_data.test.images, torch.device("cpu")) >= 0
+    assert (fake == run_data.test.labels).mean() >= 0.9
+    for p in model.parameters():
+        if p.ndim == 4:
+            assert p.norm().item() == pytest.approx(len(p) ** 0.5, rel=0.05)
 
 
 def test_resume_refuses_other_options(run_data, tmp_path):

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=POSITIVE_INT)
     g.add_argument("--batch-size", type=POSITIVE_INT)
     g.add_argument("--lr", type=number(float, 0, low_open=True))
+    g.add_argument("--optimizer", choices=("sgd", "adam", "muon"),
+                   help="Nesterov SGD, AdamW, or Muon on the convolution filters with SGD on the rest")
     g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
     g.add_argument("--seed", type=number(int, 0), default=0)
     g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from aivsreal.commands.train import train_and_evaluate
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                  "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
                  "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
                  "codec_chain": False if args.no_codec_chain else None,

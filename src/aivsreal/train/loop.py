@@ -32,6 +32,7 @@ from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.train import checkpoint, distributed
 from aivsreal.train.augment import cutout, flip_and_translate
 from aivsreal.train.batches import epoch_batches
+from aivsreal.train.muon import muon_for
 from aivsreal.train.teacher import TEACHER_SHARE, teacher_targets
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
-    optimizer: str = "sgd"  # sgd (Nesterov) or adam(w)
+    optimizer: str = "sgd"  # sgd (Nesterov), adam(w) or muon (train/muon.py)
     lr: float = 0.1
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # onecycle or constant
@@ -102,7 +103,9 @@ def _base_optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     if cfg.optimizer in ("adam", "adamw"):
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise AivsrealError(f"unknown optimizer {cfg.optimizer!r} (sgd, adam)")
+    if cfg.optimizer == "muon":
+        return muon_for(model.named_parameters(), cfg.lr, cfg.weight_decay)
+    raise AivsrealError(f"unknown optimizer {cfg.optimizer!r} (sgd, adam, muon)")
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):

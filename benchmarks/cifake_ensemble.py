@@ -17,7 +17,8 @@ ensemble's P(FAKE) on the training images, the file `aivsreal train --teacher` d
 With --select-within PFLOP the members are chosen, not given: --members lists candidates, and greedy
 forward selection (Caruana et al., 2004) adds, one at a time, the candidate whose training compute
 still fits the budget and that lowers the ensemble's validation log loss most, until none fits or
-none lowers it. Only validation scores choose; test is scored once for the table.
+none lowers it. Only validation scores choose; test is scored once for the table. Writes
+benchmarks/results/cifake_ensemble_selected.{json,md}.
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ def main() -> None:
     }
     if args.teacher_out:
         result["train_accuracy"] = binary_metrics(labels["train"], mean["train"])["accuracy"]
-    (RESULTS / "cifake_ensemble.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "cifake_ensemble.md").write_text(markdown(result))
-    print((RESULTS / "cifake_ensemble.md").read_text())
+    stem = "cifake_ensemble_selected" if args.select_within is not None else "cifake_ensemble"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{stem}.md").write_text(markdown(result))
+    print((RESULTS / f"{stem}.md").read_text())
 
 
 def select_members(p_val: list[np.ndarray], labels: np.ndarray, pflops: list[float],

@@ -18,6 +18,8 @@ Contenders, all on the same test images:
   and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
 - `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
   (4,272 values: texture statistics, as Gram-Net argues), same views;
+- `lite2 probe, stages only` / `head only`: the Lite2 probe on the pooled stages without the
+  1,280-wide head (856 values), or on the head alone (`feature_part`);
 - `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
   1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
@@ -250,6 +252,15 @@ def side_by_side(*feats: dict) -> dict[str, np.ndarray]:
     return {k: np.concatenate([f[k] for f in feats], -1) for k in ("chain", "as_is", "same_codec")}
 
 
+def feature_part(feats: dict, family: str, part: str) -> dict[str, np.ndarray]:
+    """Only the pooled stages ("stages") or only the pooled head ("head", 1,280 values) of a probe's
+    features: generator traces are low-level, while the head, closest to ImageNet's classes, also
+    carries what an image shows, which differs between sources more than between classes."""
+    head = build_model(default_config(family)).network.backbone.num_features
+    cut = slice(None, -head) if part == "stages" else slice(-head, None)
+    return {k: feats[k][..., cut] for k in ("chain", "as_is", "same_codec")}
+
+
 def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
     p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
     for f in range(folds.max() + 1):
@@ -422,6 +433,9 @@ def main() -> None:
         "lite1+lite2 probe (codec chain, features side by side)": (side_by_side(probe_feats["lite1"], lite2), "chain",
                                                                     False),
         "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain", False),
+        "lite2 probe, stages only (no head; codec chain)": (feature_part(lite2, "lite2_probe", "stages"), "chain",
+                                                             False),
+        "lite2 probe, head only (codec chain)": (feature_part(lite2, "lite2_probe", "head"), "chain", False),
     }
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
               for name, (f, views, weighted) in probes.items()}

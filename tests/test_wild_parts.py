@@ -179,3 +179,12 @@ def test_within_format_auc_sees_through_a_format_shortcut():
     assert out["within_format"]["JPEG"]["n_real"] == 300 and out["within_format"]["JPEG"]["n_fake"] == 60
     for fmt in ("JPEG", "PNG"):
         assert abs(out["within_format"][fmt]["auc"] - 0.5) < 0.1
+
+
+def test_feature_part_splits_stages_from_the_head():
+    wild = benchmark_script("wild")
+    feats = {k: np.arange(2 * 2136, dtype=float).reshape(1, 2, 2136) for k in ("chain", "as_is", "same_codec")}
+    stages, head = wild.feature_part(feats, "lite2_probe", "stages"), wild.feature_part(feats, "lite2_probe", "head")
+    assert stages["chain"].shape == (1, 2, 856) and head["same_codec"].shape == (1, 2, 1280)
+    together = np.concatenate([stages["as_is"], head["as_is"]], -1)
+    assert np.array_equal(together, feats["as_is"])  # nothing lost, nothing twice

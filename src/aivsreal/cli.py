@@ -42,10 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=POSITIVE_INT)
     g.add_argument("--batch-size", type=POSITIVE_INT)
     g.add_argument("--lr", type=number(float, 0, low_open=True))
-    g.add_argument("--optimizer", choices=("sgd", "adam", "muon"),
-                   help="Nesterov SGD, AdamW, or Muon on the convolution filters with SGD on the rest "
-                        "(Muon holds each filter bank's norm: for networks with batch norm after every "
-                        "convolution, such as fast)")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "muon"), help="Nesterov SGD, AdamW, or Muon on the "
+                   "conv filters and SGD on the rest (Muon: for nets with batch norm after every conv, like fast)")
     g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
     g.add_argument("--seed", type=number(int, 0), default=0)
     g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",

@@ -100,7 +100,8 @@ def test_lookahead_pulls_the_weights_back_to_a_slow_copy(run_data, tmp_path):
 def test_muon_learns_with_orthogonal_filter_steps(run_data, tmp_path):
     """--optimizer muon: filter banks step along a semi-orthogonal matrix and keep the norm sqrt(out);
     the rest (batch norm, head) takes SGD; and the network still learns."""
-    from aivsreal.train.muon import muon_for, orthogonalize
+    from aivsreal.train.loop import _base_optimizer
+    from aivsreal.train.muon import orthogonalize
 
     g = torch.randn(64, 288, generator=torch.Generator().manual_seed(0))
     s = torch.linalg.svdvals(orthogonalize(g))
@@ -109,9 +110,11 @@ def test_muon_learns_with_orthogonal_filter_steps(run_data, tmp_path):
     assert orthogonalize(g.T).shape == (288, 64)
 
     model = build_model(default_config("fast"))
-    opt = muon_for(model.named_parameters(), lr=0.05, weight_decay=5e-4)
-    kinds = [(group["orthogonal"], p.ndim) for group in opt.param_groups for p in group["params"]]
-    assert all(o == (nd == 4) for o, nd in kinds) and len(kinds) == len(list(model.parameters()))
+    opt = _base_optimizer(model, TrainConfig(optimizer="muon", lr=0.05, weight_decay=5e-4))
+    kinds = [(group["orthogonal"], p.ndim, group["weight_decay"]) for group in opt.param_groups
+             for p in group["params"]]
+    assert all(o == (nd == 4) for o, nd, _ in kinds) and len(kinds) == len(list(model.parameters()))
+    assert all(wd == (5e-4 if nd in (2, 3) else 0.0) for _, nd, wd in kinds)  # decay on the head only
 
     model = build_model(default_config("fast"))
     state = train(model, run_data.train, run_data.val, TrainConfig(**{**QUICK.__dict__, "optimizer": "muon"}),

@@ -104,7 +104,7 @@ def _base_optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimiz
     if cfg.optimizer in ("adam", "adamw"):
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "muon":
-        return muon_for(model.named_parameters(), cfg.lr, cfg.weight_decay)
+        return muon_for(groups, cfg.lr)
     raise AivsrealError(f"unknown optimizer {cfg.optimizer!r} (sgd, adam, muon)")
 
 

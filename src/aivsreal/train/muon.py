@@ -62,11 +62,9 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
-def muon_for(named: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float) -> Muon:
-    """Muon on every convolution's filters (4-D), Nesterov SGD with weight decay on the rest."""
-    params = list(named)
-    filters = [p for _, p in params if p.ndim == 4]
-    rest = [p for _, p in params if p.ndim != 4]
-    return Muon([{"params": filters, "orthogonal": True},
-                 {"params": [p for p in rest if p.ndim > 1], "weight_decay": weight_decay},
-                 {"params": [p for p in rest if p.ndim <= 1]}], lr=lr)
+def muon_for(groups: list[dict], lr: float) -> Muon:
+    """Muon on every convolution's filters (4-D), taken out of `groups`; the rest keep their groups
+    (and weight decay) for Nesterov SGD."""
+    filters = [p for g in groups for p in g["params"] if p.ndim == 4]
+    rest = [{**g, "params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
+    return Muon([{"params": filters, "orthogonal": True}, *rest], lr=lr)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -12,8 +13,9 @@ def torchrun(*args, cwd=None):
                            *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
-def test_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
-    r = torchrun(Path(__file__).parent / "ddp_worker.py", tiny_data, tmp_path)
+@pytest.mark.parametrize("stem", ["conv", "whiten"])  # whiten: fitted on each rank's own first batch
+def test_two_ranks_end_with_identical_weights(tiny_data, tmp_path, stem):
+    r = torchrun(Path(__file__).parent / "ddp_worker.py", tiny_data, tmp_path, stem)
     assert r.returncode == 0, r.stderr[-3000:]
     w0, w1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in (0, 1))
     assert w0.keys() == w1.keys()

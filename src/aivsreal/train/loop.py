@@ -175,6 +175,10 @@ def train(
     if steps_per_epoch == 0:
         raise AivsrealError(f"only {len(y_all)} training images, fewer than one batch of {cfg.batch_size}"
                             f"{f' per each of {world} processes' if world > 1 else ''}")
+    val_counts = torch.bincount(torch.from_numpy(val_data.labels), minlength=2).tolist()
+    if min(val_counts) == 0:  # early stopping and the reported validation figures need both classes
+        raise AivsrealError(f"the validation split holds {val_counts[0]} REAL and {val_counts[1]} FAKE images, and "
+                            "needs both: add images or hold out more for validation (--val-fraction)")
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)

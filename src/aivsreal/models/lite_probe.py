@@ -22,11 +22,11 @@ bundled `wild` detector's recipe (Lite0's until 2026-11-27).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
+from aivsreal.models._probe import LinearProbe
 from aivsreal.models._registry import register_model
 from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import ModelConfig
@@ -41,21 +41,20 @@ def default_config(name: str) -> ModelConfig:
                        options={"crop": 224, "pool": POOLING.get(name, "mean")})
 
 
-class StageProbe(nn.Module):
+class StageProbe(LinearProbe):
     """Frozen backbone (any timm EfficientNet-Lite) -> pooled stages (`features`) -> one linear layer.
     `pool`: "mean" (one value per channel) or "mean_std" (two: [means, standard deviations] per stage)."""
 
     def __init__(self, backbone: nn.Module, pool: str = "mean"):
-        super().__init__()
         if pool not in ("mean", "mean_std"):
             raise AivsrealError(f"probe pooling must be 'mean' or 'mean_std', got {pool!r}")
-        self.pool = pool
         backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
-        self.backbone = backbone.eval().requires_grad_(False)
         last_convs = [[m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1] for stage in backbone.blocks]
         widths = [conv.out_channels for conv in last_convs]
         per_channel = 2 if pool == "mean_std" else 1
-        self.head = nn.Linear(per_channel * (sum(widths) + backbone.num_features), 1)
+        super().__init__(per_channel * (sum(widths) + backbone.num_features))
+        self.pool = pool
+        self.backbone = backbone.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> StageProbe:
         super().train(mode)
@@ -77,23 +76,6 @@ class StageProbe(nn.Module):
             return [x.mean((2, 3))]
         x = x.float()  # a variance in bfloat16 (autocast) loses most of its digits
         return [x.mean((2, 3)), x.std((2, 3), correction=0)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def set_head(self, weight: np.ndarray, bias: float, mean: np.ndarray | None = None,
-                 scale: np.ndarray | None = None) -> None:
-        """A linear classifier fitted elsewhere on `features` (standardised by `mean`/`scale` if given),
-        folded into the head: logit = w . (f - mean) / scale + b."""
-        w, n = np.asarray(weight, np.float64).reshape(-1), self.head.in_features
-        if w.size != n:
-            raise AivsrealError(f"a probe head needs {n} weights, got {w.size}")
-        mean = np.zeros(n) if mean is None else np.asarray(mean, np.float64)
-        scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
-        folded = w / scale
-        with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(folded).view(1, -1))
-            self.head.bias.fill_(float(bias - folded @ mean))
 
 
 def build_probe(backbone: str, config: ModelConfig, pretrained: bool, weights: str | None) -> StageProbe:

@@ -1,0 +1,38 @@
+"""What every probe family shares: fixed `features`, then one linear layer, the only part that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from aivsreal.errors import AivsrealError
+
+
+class LinearProbe(nn.Module):
+    """Subclasses define `features(x)` (N, width); the head reads them. The head can be learnt by
+    `aivsreal train` or fitted elsewhere in closed form and folded in (`set_head`)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.head = nn.Linear(width, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def set_head(self, weight: np.ndarray, bias: float, mean: np.ndarray | None = None,
+                 scale: np.ndarray | None = None) -> None:
+        """A linear classifier fitted elsewhere on `features` (standardised by `mean`/`scale` if given),
+        folded into the head: logit = w . (f - mean) / scale + b."""
+        w, n = np.asarray(weight, np.float64).reshape(-1), self.head.in_features
+        if w.size != n:
+            raise AivsrealError(f"a probe head needs {n} weights, got {w.size}")
+        mean = np.zeros(n) if mean is None else np.asarray(mean, np.float64)
+        scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
+        folded = w / scale
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(folded).view(1, -1))
+            self.head.bias.fill_(float(bias - folded @ mean))

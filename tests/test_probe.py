@@ -15,6 +15,8 @@ from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.models.domain import MAX_DIM, DomainCheck
 from aivsreal.models.lite_probe import StageProbe
+from aivsreal.models.spectrum_probe import FEATURES as SPECTRUM
+from aivsreal.models.spectrum_probe import GRID, RINGS
 from aivsreal.predict.detector import Detector
 from aivsreal.train.loop import TrainConfig, train
 
@@ -80,6 +82,65 @@ def test_stats_probe_pools_each_stage_by_its_mean_and_its_spread():
     torch.testing.assert_close(features[:, 16:32], stage0.std((2, 3), correction=0))
     with pytest.raises(AivsrealError, match="mean_std"):
         StageProbe(b, pool="max")
+
+
+def smooth_photo(rng: np.random.Generator, n: int = 1) -> np.ndarray:
+    """Stand-ins for photographs: blurred random fields plus a little sensor noise, (n, 3, 224, 224)."""
+    field = torch.from_numpy(rng.normal(128, 20, (n, 3, 224, 224)).astype(np.float32))
+    smooth = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(field, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    return (smooth + torch.from_numpy(rng.normal(0, 3, smooth.shape).astype(np.float32))).numpy()
+
+
+def test_spectrum_probe_sees_an_upsampler_s_periodic_trace_and_nothing_where_there_is_none():
+    """An 8 px periodic pattern (a decoder upsampling 8x prints one) raises the peak features at the
+    multiples of 1/8 cycle per pixel, and only there; a brightness offset changes no feature."""
+    net = build_model(default_config("spectrum_probe")).eval()
+    photo = smooth_photo(np.random.default_rng(0))
+    columns = (np.arange(224) % 8 == 0) * 4.0  # a faint stripe every 8 px
+    x = torch.from_numpy(np.concatenate([photo, photo + columns, photo + 30]).astype(np.float32))
+    with torch.no_grad():
+        f = net.network.features(net.normalize(x)).numpy()
+    assert f.shape == (3, SPECTRUM) and net.network.head.in_features == SPECTRUM
+    peaks = f[:, -GRID * GRID:].reshape(3, GRID, GRID)
+    gain = peaks[1] - peaks[0]
+    on = gain[0, 2::2]  # vertical frequency 0, horizontal k/8 for k = 1..7
+    off = np.concatenate([gain[0, 1::2], gain[1:].ravel()])
+    assert on.min() > 3 and np.abs(off).max() < 1.5
+    np.testing.assert_allclose(f[2], f[0], atol=1e-3)  # the high-pass residual ignores the level
+    assert f[:, 7 : 7 + RINGS].mean(1) == pytest.approx(0, abs=1e-4)  # the profile is its shape only
+
+
+def test_spectrum_probe_folds_a_fitted_classifier_and_refuses_a_size_it_cannot_grid():
+    net = build_model(default_config("spectrum_probe")).eval()
+    rng = np.random.default_rng(2)
+    w, mean, scale = rng.normal(size=SPECTRUM), rng.normal(size=SPECTRUM), rng.uniform(0.5, 2, SPECTRUM)
+    net.network.set_head(w, -0.2, mean, scale)
+    x = torch.from_numpy(smooth_photo(rng, 2))
+    with torch.no_grad():
+        features = net.network.features(net.normalize(x)).numpy().astype(np.float64)
+        logits = net(x).numpy()
+    np.testing.assert_allclose(logits, ((features - mean) / scale) @ w - 0.2, rtol=1e-4, atol=1e-3)
+    with pytest.raises(AivsrealError, match="multiple of 16"):
+        net.network.features(torch.zeros(1, 3, 100, 100))
+
+
+def test_spectrum_probe_trains_from_the_command_line_on_native_crops_and_refuses_an_off_grid_crop(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for cls in ("REAL", "FAKE"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(12):  # 12 per class: 1 test, 1 validation and 10 training images each
+            image = Image.fromarray(rng.integers(0, 256, (150, 170, 3), dtype=np.uint8))
+            image.save(tmp_path / "data" / cls / f"{i}.png")
+    args = ["train", "--model", "spectrum_probe", "--data", str(tmp_path / "data"), "--epochs", "1",
+            "--batch-size", "4", "--no-cache", "--out"]
+    assert main([*args, str(tmp_path / "run"), "--crop", "64"]) == 0
+    [pred] = Detector.load(tmp_path / "run" / "model.pt", device="cpu").predict([jpeg(rng.integers(
+        0, 256, (150, 170, 3), dtype=np.uint8))])
+    assert 0 <= pred.p_fake <= 1
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "bad"), "--crop", "100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "multiple of 16" in err[0] and "--crop 224" in err[0]
 
 
 def wide_features(rng: np.random.Generator, n: int, d: int = 600, rank: int = 40) -> tuple[np.ndarray, np.ndarray]:

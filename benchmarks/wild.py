@@ -20,6 +20,10 @@ Contenders, all on the same test images:
   (4,272 values: texture statistics, as Gram-Net argues), same views;
 - `lite2 probe, stages only` / `head only`: the Lite2 probe on the pooled stages without the
   1,280-wide head (856 values), or on the head alone (`feature_part`);
+- `spectrum probe`: no backbone: the log power spectrum of each crop's high-pass residual (its
+  fall-off over 32 rings, and its peaks at the k/16 frequencies where upsampling layers print
+  periodic traces) and the residual's colour correlations, 295 values (models/spectrum_probe.py),
+  on codec-chain or plain views; and beside the Lite2 probe's features (2,431 values);
 - `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
   1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
@@ -81,7 +85,8 @@ C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chos
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of each class (summarise)
 # short name (cache file suffix) -> model family
-PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats"}
+PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats",
+          "spectrum": "spectrum_probe"}
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
 
@@ -415,7 +420,7 @@ def main() -> None:
     cache = Path(args.cache)
     probe_feats = {short: features_for(rows, root, feature_cache(cache, short), family)
                    for short, family in PROBES.items()}
-    feats, lite2 = probe_feats["lite0"], probe_feats["lite2"]
+    feats, lite2, spectrum = probe_feats["lite0"], probe_feats["lite2"], probe_feats["spectrum"]
     sources = np.array([r["source"] for r in rows])
     blobs = same_codec_blobs(feats)
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
@@ -436,6 +441,9 @@ def main() -> None:
         "lite2 probe, stages only (no head; codec chain)": (feature_part(lite2, "lite2_probe", "stages"), "chain",
                                                              False),
         "lite2 probe, head only (codec chain)": (feature_part(lite2, "lite2_probe", "head"), "chain", False),
+        "spectrum probe (codec chain)": (spectrum, "chain", False),
+        "spectrum probe (plain crops)": (spectrum, "plain", False),
+        "lite2+spectrum probe (codec chain, features side by side)": (side_by_side(lite2, spectrum), "chain", False),
     }
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
               for name, (f, views, weighted) in probes.items()}

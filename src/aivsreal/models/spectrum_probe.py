@@ -7,6 +7,11 @@ frequency unlike a camera's (Durall et al. 2020, Frank et al. 2020; Corvi et al.
 peaks in latent diffusion images). No learnt weights: the features are fixed arithmetic on a native
 crop, and only `head` learns (by `aivsreal train`, or from a logistic regression via `set_head`).
 
+Measured on the wild set's held-out sources (benchmarks/results/wild.md, 2026-11-27): 0.570 same-codec
+AUC alone (0.795 between PNG files, 0.620 between JPEG files, whose 8x8 blocks print peaks at the same
+k/8 frequencies), and 0.787 beside the Lite2 probe's features against 0.789 for Lite2 alone: so it is
+not in the bundled `wild` detector.
+
 Features of an S x S crop (S divisible by 16; 295 values):
 - the residual's log energy and, per colour channel, its log standard deviation, and the
   correlation of its channels (a camera's demosaicing correlates them; a decoder need not);

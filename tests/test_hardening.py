@@ -221,11 +221,7 @@ def test_pickled_code_message_says_it_was_refused(tmp_path):
 
 def test_too_few_images_for_a_validation_split_is_one_line_before_training(tmp_path):
     """6 per class: 1 test image each, then 10% of 5 rounds to no validation image of either class."""
-    data = make_dataset(tmp_path / "data", {"all": 6})
-    folder = data / "all"
-    for cls in ("REAL", "FAKE"):
-        (folder / cls).rename(data / cls)
-    folder.rmdir()
+    data = make_dataset(tmp_path, {"data": 6}) / "data"  # data/REAL, data/FAKE: the user's own folders
     result = run_cli("train", "--data", data, "--out", tmp_path / "run", "--epochs", "1", "--batch-size", "4",
                      "--no-cache")
     one_line_error(result, "--val-fraction")

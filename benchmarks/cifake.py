@@ -59,6 +59,9 @@ CONTENDERS = {
                     "cifake_tuning.md)"),
     "fast_cutout": ("fast", {"cutout": 8}, {}, False, "an experiment, not the default: the fast recipe with "
                     "an 8 px cutout square in every training image (no extra FLOPs)"),
+    "fast_altflip": ("fast", {"alternate_flip": True}, {}, False, "an experiment, not the default: the fast recipe "
+                     "with each image mirrored in every other epoch instead of at random (airbench's alternating "
+                     "flip; no extra FLOPs)"),
     "fast_distill": ("fast", {"teacher": "benchmarks/runs/teacher_cifake.csv"}, {}, False,
                      "an experiment, not the default: the fast recipe with half of each target from a teacher's "
                      "P(FAKE) (train/teacher.py), the ensemble of benchmarks/results/cifake_ensemble.md, written "

@@ -104,6 +104,14 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
+def test_alternate_flip_from_the_command_line_is_recorded(tiny_data, tmp_path, cache_dir):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_data), "--out", str(out), "--cache-dir", str(cache_dir), "--epochs", "1",
+                 "--batch-size", "16", "--alternate-flip"]) == 0
+    config = json.loads((out / "metrics.json").read_text())["training"]["config"]
+    assert config["alternate_flip"] is True and config["flip"] is True
+
+
 def test_out_of_range_options_are_one_line_errors(tmp_path, tiny_data):
     one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--degrade", "1.5"),
                    "--degrade: 1.5 must be <= 1")

@@ -6,7 +6,7 @@ from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
 from aivsreal.predict.detector import predict_logits
-from aivsreal.train.augment import cutout, degrade, flip_and_translate
+from aivsreal.train.augment import alternating_flips, cutout, degrade, flip_and_translate
 from aivsreal.train.checkpoint import CHECKPOINT
 from aivsreal.train.loop import TrainConfig, train
 
@@ -31,7 +31,8 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     assert all(0 < lr <= QUICK.lr for lr in lrs) and lrs[-1] < max(lrs)
 
 
-@pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}, {"optimizer": "muon"}])
+@pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}, {"optimizer": "muon"},
+                                    {"alternate_flip": True}])
 def test_resume_continues_where_it_stopped(run_data, tmp_path, option):
     cpu = torch.device("cpu")
     cfg = TrainConfig(**{**QUICK.__dict__, **option})
@@ -158,6 +159,44 @@ def test_flip_and_translate_exact():
         windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(3) for dx in range(3)]
         assert any(torch.equal(shifted[i], w) for w in windows)
     assert torch.equal(flip_and_translate(x, False, 0, g), x)
+
+
+def test_alternating_flips_show_every_image_both_ways_in_each_pair_of_epochs(run_data, tmp_path, monkeypatch):
+    mask = alternating_flips(1000, seed=3)
+    idx = torch.randperm(1000)[:300]
+    first = mask(idx, 0)
+    assert 0.4 < first.float().mean() < 0.6  # a coin per image to begin with
+    assert torch.equal(mask(idx, 1), ~first) and torch.equal(mask(idx, 2), first)
+    assert torch.equal(alternating_flips(1000, seed=3)(idx, 0), first)  # from the seed alone: resumable
+    x = torch.rand(len(idx), 3, 4, 4)
+    out = flip_and_translate(x, first, 0, torch.Generator())
+    assert torch.equal(out[first], x[first].flip(3)) and torch.equal(out[~first], x[~first])
+
+    # the loop flips by it: with no shift, each training image's view in epoch 2 is the other way round
+    import aivsreal.train.loop as loop
+
+    real_augment, real_batches, now = loop.flip_and_translate, loop.epoch_batches, {}
+    seen: dict[int, dict[int, torch.Tensor]] = {}
+
+    def spy_batches(data, x_all, order, cfg, gen, epoch, device):
+        for x, rows in real_batches(data, x_all, order, cfg, gen, epoch, device):
+            now.update(epoch=epoch, rows=rows)
+            yield x, rows
+
+    def spy_augment(x, flip, max_shift, gen):
+        assert isinstance(flip, torch.Tensor)  # a mask, not a coin per image
+        out = real_augment(x, flip, max_shift, gen)
+        for image, row in zip(out, now["rows"], strict=True):
+            seen.setdefault(int(row), {})[now["epoch"]] = image.clone()
+        return out
+
+    monkeypatch.setattr(loop, "epoch_batches", spy_batches)
+    monkeypatch.setattr(loop, "flip_and_translate", spy_augment)
+    cfg = TrainConfig(**{**QUICK.__dict__, "epochs": 2, "max_shift": 0, "alternate_flip": True})
+    train(build_model(default_config("fast")), run_data.train, run_data.val, cfg, tmp_path, torch.device("cpu"))
+    both = [views for views in seen.values() if len(views) == 2]
+    assert len(both) >= 10
+    assert all(torch.equal(views[1], views[0].flip(2)) and not torch.equal(views[1], views[0]) for views in both)
 
 
 def test_cutout_paints_one_clipped_square_per_image_in_its_mean_colour():

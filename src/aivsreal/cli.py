@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Lookahead: every K steps the weights go halfway back to a slow copy (e.g. 5; default 0: off)")
     g.add_argument("--cutout", type=number(int, 0), metavar="PX",
                    help="hide a random PX x PX square of each training image (cutout; default 0: off)")
+    g.add_argument("--alternate-flip", action="store_true", default=None,
+                   help="mirror each training image in every other epoch (a coin decides the first) instead of at "
+                        "random (airbench)")
     g.add_argument("--teacher", metavar="CSV",
                    help="distil: also learn a teacher's P(FAKE) per training image (CSV with path and p_fake "
                         "columns, e.g. a predictions file)")
@@ -145,6 +148,7 @@ def cmd_train(args) -> int:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                  "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
                  "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
+                 "alternate_flip": args.alternate_flip,
                  "codec_chain": False if args.no_codec_chain else None,
                  "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"

@@ -3,6 +3,7 @@ codec chain that every native-resolution training view goes through."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,16 +15,19 @@ from aivsreal.data.crops import random_crop
 from aivsreal.data.perturb import gaussian_blur, gaussian_noise, jpeg, rescale
 
 
-def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and a random shift of up to `max_shift` pixels (reflect-padded).
+def flip_and_translate(x: torch.Tensor, flip: bool | torch.Tensor, max_shift: int,
+                       generator: torch.Generator) -> torch.Tensor:
+    """A horizontal flip (True: a coin per image; a boolean mask: the images it marks) and a random
+    shift of up to `max_shift` pixels (reflect-padded).
 
     Flips and small shifts keep the pixel grid, so JPEG block artefacts and generator
     fingerprints survive; rotations or rescaling would resample them away.
     """
     n, _, h, w = x.shape
-    if flip:
-        flipped = torch.rand(n, generator=generator) < 0.5
-        x = torch.where(flipped.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
+    if flip is True:
+        flip = torch.rand(n, generator=generator) < 0.5
+    if isinstance(flip, torch.Tensor):
+        x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
     if max_shift <= 0:
         return x
     p = max_shift
@@ -41,6 +45,22 @@ def flip_and_translate(x: torch.Tensor, flip: bool, max_shift: int, generator: t
             if len(sel):
                 out[rows[sel].to(x.device)] = band[sel.to(x.device), :, :, dx : dx + w]
     return out
+
+
+def alternating_flips(n_images: int, seed: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Which of the images at rows `idx` to mirror in `epoch`: a coin per image in epoch 0, then the
+    opposite of the last epoch's choice (airbench's alternating flip, Jordan 2024).
+
+    Random flips show an image the same way in two epochs running half the time; alternating
+    shows every image both ways in every pair of epochs, so fewer epochs cover the flipped data.
+    The coins come from `seed` alone, not the training generator, so a resumed run flips alike.
+    """
+    first = torch.rand(n_images, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+    def mask(idx: torch.Tensor, epoch: int) -> torch.Tensor:
+        return first[idx] ^ bool(epoch % 2)
+
+    return mask
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:

@@ -30,7 +30,7 @@ from aivsreal.device import amp_dtype, autocast
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.train import checkpoint, distributed
-from aivsreal.train.augment import cutout, flip_and_translate
+from aivsreal.train.augment import alternating_flips, cutout, flip_and_translate
 from aivsreal.train.batches import epoch_batches
 from aivsreal.train.muon import muon_for
 from aivsreal.train.teacher import TEACHER_SHARE, teacher_targets
@@ -50,6 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_shift: int = 2  # translate augmentation, pixels; 0 turns augmentation off
     flip: bool = True
+    alternate_flip: bool = False  # with flip: mirror each image in every other epoch instead of at random
     cutout: int = 0  # side of the square hidden in each training image, pixels; 0: off
     degrade: float = 0.0  # share of training images blurred, resized or re-compressed (robustness)
     patience: int = 5  # epochs without val-loss improvement before stopping
@@ -168,6 +169,7 @@ def train(
         raise AivsrealError("--degrade is for in-memory runs: a --crop run puts every view through the codec chain")
     y_all = torch.from_numpy(train_data.labels)
     teacher = torch.from_numpy(teacher_targets(cfg.teacher, train_data.names)) if cfg.teacher else None
+    flips = alternating_flips(len(y_all), cfg.seed) if cfg.flip and cfg.alternate_flip else None
     x_all = None if on_disk else to_tensor(train_data.images)
     if x_all is not None and device.type == "cuda":
         x_all = x_all.pin_memory()
@@ -209,7 +211,8 @@ def train(
                    desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="step", disable=not show, leave=False)
         for step, (x, idx) in enumerate(bar):
             y = y_all[idx].to(device, non_blocking=True)
-            x = cutout(flip_and_translate(x, cfg.flip, cfg.max_shift, gen), cfg.cutout, gen)
+            flip = flips(idx, state.epoch) if flips else cfg.flip
+            x = cutout(flip_and_translate(x, flip, cfg.max_shift, gen), cfg.cutout, gen)
             with autocast(device):
                 logits = net(x).float()
             target = soft_targets(y, cfg.label_smoothing)

@@ -22,6 +22,8 @@ from aivsreal.commands.options import (
     calibration_args,
     common_args,
     number,
+    training_args,
+    training_overrides,
 )
 from aivsreal.errors import AivsrealError
 from aivsreal.models import MODEL_NAMES
@@ -38,35 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")
     t.add_argument("--model", default="fast", choices=MODEL_NAMES)
     common_args(t, model=None, out="output folder (default runs/MODEL)", data=True)
-    g = t.add_argument_group("training (defaults depend on --model)")
-    g.add_argument("--epochs", type=POSITIVE_INT)
-    g.add_argument("--batch-size", type=POSITIVE_INT)
-    g.add_argument("--lr", type=number(float, 0, low_open=True))
-    g.add_argument("--optimizer", choices=("sgd", "adam", "muon"), help="Nesterov SGD, AdamW, or Muon on the "
-                   "conv filters and SGD on the rest (Muon: for nets with batch norm after every conv, like fast)")
-    g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
-    g.add_argument("--seed", type=number(int, 0), default=0)
-    g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",
-                   help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
-    g.add_argument("--lookahead", type=number(int, 0), metavar="K",
-                   help="Lookahead: every K steps the weights go halfway back to a slow copy (e.g. 5; default 0: off)")
-    g.add_argument("--cutout", type=number(int, 0), metavar="PX",
-                   help="hide a random PX x PX square of each training image (cutout; default 0: off)")
-    g.add_argument("--alternate-flip", action="store_true", default=None,
-                   help="mirror each training image in every other epoch (a coin decides the first) instead of at "
-                        "random (airbench)")
-    g.add_argument("--teacher", metavar="CSV",
-                   help="distil: also learn a teacher's P(FAKE) per training image (CSV with path and p_fake "
-                        "columns, e.g. a predictions file)")
-    g.add_argument("--time-budget", type=number(float, 0, low_open=True), metavar="MIN",
-                   help="stop before an epoch would exceed it")
-    g.add_argument("--degrade", type=SHARE, metavar="SHARE",
-                   help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
-    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    g.add_argument("--no-codec-chain", action="store_true",
-                   help="--crop runs: plain crops, without the JPEG/rescale/blur/noise chain (on by default)")
-    g.add_argument("--workers", type=number(int, 0),
-                   help="--crop runs: processes decoding images ahead (default 2)")
+    training_args(t)
     m = t.add_argument_group("model")
     m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
     m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
@@ -145,15 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from aivsreal.commands.train import train_and_evaluate
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-                 "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
-                 "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
-                 "alternate_flip": args.alternate_flip,
-                 "codec_chain": False if args.no_codec_chain else None,
-                 "time_budget_s": args.time_budget * 60 if args.time_budget else None}
     out = args.out or f"runs/{args.model}"
     summary = train_and_evaluate(
-        args.model, out, _data_options(args), overrides,
+        args.model, out, _data_options(args), training_overrides(args),
         {"image_size": args.image_size, "input_size": args.input_size, "crop": args.crop},
         device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
         tta=not args.no_tta, run_eval=not args.no_eval, calibration=_calibration_options(args),

@@ -1,5 +1,5 @@
 """The command line's shared vocabulary: one-line usage errors, checked number types, and the
-options several verbs take (model, output, device, data, calibration), declared once."""
+options several verbs take (model, output, device, data, training, calibration), declared once."""
 
 from __future__ import annotations
 
@@ -48,6 +48,46 @@ def data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/aivsreal)")
     g.add_argument("--no-cache", action="store_true", help="decode every time, write no cache")
     g.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+
+
+def training_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (defaults depend on --model)")
+    g.add_argument("--epochs", type=POSITIVE_INT)
+    g.add_argument("--batch-size", type=POSITIVE_INT)
+    g.add_argument("--lr", type=number(float, 0, low_open=True))
+    g.add_argument("--optimizer", choices=("sgd", "adam", "muon"), help="Nesterov SGD, AdamW, or Muon on the "
+                   "conv filters and SGD on the rest (Muon: for nets with batch norm after every conv, like fast)")
+    g.add_argument("--patience", type=POSITIVE_INT, help="early stopping: epochs without val-loss improvement")
+    g.add_argument("--seed", type=number(int, 0), default=0)
+    g.add_argument("--ema", type=number(float, 0, 1, high_open=True), metavar="DECAY",
+                   help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
+    g.add_argument("--lookahead", type=number(int, 0), metavar="K",
+                   help="Lookahead: every K steps the weights go halfway back to a slow copy (e.g. 5; default 0: off)")
+    g.add_argument("--cutout", type=number(int, 0), metavar="PX",
+                   help="hide a random PX x PX square of each training image (cutout; default 0: off)")
+    g.add_argument("--alternate-flip", action="store_true", default=None,
+                   help="mirror each training image in every other epoch instead of at random (airbench)")
+    g.add_argument("--teacher", metavar="CSV",
+                   help="distil: also learn a teacher's P(FAKE) per training image (CSV with path and p_fake "
+                        "columns, e.g. a predictions file)")
+    g.add_argument("--time-budget", type=number(float, 0, low_open=True), metavar="MIN",
+                   help="stop before an epoch would exceed it")
+    g.add_argument("--degrade", type=SHARE, metavar="SHARE",
+                   help="blur, resize or JPEG-re-compress this share of training images (robustness; default 0)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    g.add_argument("--no-codec-chain", action="store_true",
+                   help="--crop runs: plain crops, without the JPEG/rescale/blur/noise chain (on by default)")
+    g.add_argument("--workers", type=number(int, 0),
+                   help="--crop runs: processes decoding images ahead (default 2)")
+
+
+def training_overrides(args: argparse.Namespace) -> dict:
+    """`training_args` as TrainConfig fields; None where the model's recipe decides."""
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+            "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
+            "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
+            "codec_chain": False if args.no_codec_chain else None, "alternate_flip": args.alternate_flip,
+            "time_budget_s": args.time_budget * 60 if args.time_budget else None}
 
 
 def calibration_args(p: argparse.ArgumentParser) -> None:

@@ -29,6 +29,9 @@ Contenders, all on the same test images:
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
   chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
   scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
+- `clip probe`, `dinov2 probe` (only with --vit-probe; not in the committed figures, whose machine had
+  no such weights): UnivFD's frozen CLIP ViT-L/14 or DINOv2 ViT-L/14, the pooled class token
+  (1,024 values: models/vit_probe.py), the same views and logistic regression;
 - `cifake` (bundled, CIFAKE-trained `fast`): the whole image or crop shrunk to 32 px;
 - `size/format/bytes`: gradient boosting on (width, height, format, file size) only: the shortcut.
 Images: the set's labels.csv plus benchmarks/wild_extra/ (136 more REAL photographs from two
@@ -69,15 +72,18 @@ from aivsreal.data.images import decode_native, read_limited
 from aivsreal.data.perturb import jpeg_bytes
 from aivsreal.data.sources import ImageRef, stratified_split
 from aivsreal.data.stream import CentreCrops
+from aivsreal.device import autocast, resolve_device
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
 from aivsreal.models.file import ModelMeta
+from aivsreal.models.vit_probe import ARCHS
 from aivsreal.predict.detector import Detector
 from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
 from aivsreal.train.loop import TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results"
+CPU = torch.device("cpu")
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
 VIEW_SEED, VIEWS_VERSION = 0, 2  # version 2: each image's views seeded by its path (caches can grow)
 ROW_ARRAYS = ("chain", "plain", "as_is", "same_codec", "meta_as_is", "meta_same_codec")  # row_features' arrays
@@ -87,15 +93,18 @@ WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of e
 # short name (cache file suffix) -> model family
 PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats",
           "spectrum": "spectrum_probe"}
+VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
-    """The probe's features (every stage pooled: 2,064 values for Lite0) of (N, S, S, 3) crops."""
-    x = pixels_to(torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), torch.device("cpu"))
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        return model.network.features(model.normalize(x)).float().numpy()
+    """The probe's features (every stage pooled: 2,064 values for Lite0) of (N, S, S, 3) crops, on the
+    model's device."""
+    device = next(model.parameters()).device
+    x = pixels_to(torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), device)
+    with torch.no_grad(), autocast(device):
+        return model.network.features(model.normalize(x)).float().cpu().numpy()
 
 
 def read_labels(paths: list[str]) -> list[dict]:
@@ -147,9 +156,11 @@ def row_features(model: DetectorNet, chain: CodecChain, data: bytes, relpath: st
             "same_codec_bytes": np.frombuffer(same_bytes, np.uint8)}
 
 
-def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict[str, np.ndarray]:
-    """Per image (in the labels' order): row_features of `family`'s frozen backbone. The cache keeps
-    every image it has seen; images it lacks are computed and added."""
+def features_for(rows: list[dict], root: Path, cache: Path, family: str, device: torch.device = CPU,
+                 weights: str | None = None) -> dict[str, np.ndarray]:
+    """Per image (in the labels' order): row_features of `family`'s frozen backbone (its pretrained
+    weights: the packaged or downloaded ones, or `weights`). The cache keeps every image it has seen;
+    images it lacks are computed and added."""
     per_row: dict[str, dict[str, np.ndarray]] = {}
     seconds = 0.0
     if cache.exists():
@@ -161,7 +172,8 @@ def features_for(rows: list[dict], root: Path, cache: Path, family: str) -> dict
         per_row, seconds = _unpack(cached), float(cached["feature_seconds"])
     missing = [r for r in rows if r["relpath"] not in per_row]
     if missing:
-        model = build_model(default_config(family), pretrained=True).eval().to(memory_format=torch.channels_last)
+        model = build_model(default_config(family), pretrained=True, weights=weights).eval()
+        model = model.to(device).to(memory_format=torch.channels_last)
         chain, started = CodecChain(), time.time()
         for i, row in enumerate(missing):
             per_row[row["relpath"]] = row_features(model, chain, read_limited(root / row["relpath"]), row["relpath"])
@@ -411,15 +423,28 @@ def main() -> None:
     ap.add_argument("--labels", nargs="+", required=True,
                     help="labels.csv beside the recipe, then any additions (benchmarks/wild_extra/labels.csv)")
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
+    ap.add_argument("--vit-probe", nargs="*", choices=VIT_PROBES, default=[],
+                    help="also the probes on web-scale ViTs (models/vit_probe.py): their weights come from the "
+                         "Hugging Face Hub, or --vit-weights; hours of CPU for ViT-L, minutes on a GPU")
+    ap.add_argument("--vit-weights", nargs="*", default=[], metavar="FILE",
+                    help="local weights for each --vit-probe, in the same order (offline)")
+    ap.add_argument("--device", default="cpu", help="where the frozen backbones compute features (auto, cpu, "
+                    "cuda); the committed figures are from cpu")
     args = ap.parse_args()
+    if args.vit_weights and len(args.vit_weights) != len(args.vit_probe):
+        ap.error("give one --vit-weights file per --vit-probe, in the same order")
     started = time.time()
     root = Path(args.wild).expanduser()
     rows = read_labels(args.labels)
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     folds = source_folds([r["source"] for r in rows], labels)
     cache = Path(args.cache)
-    probe_feats = {short: features_for(rows, root, feature_cache(cache, short), family)
+    device = resolve_device(args.device)
+    probe_feats = {short: features_for(rows, root, feature_cache(cache, short), family, device)
                    for short, family in PROBES.items()}
+    weights = args.vit_weights or [None] * len(args.vit_probe)
+    vit_feats = {family: features_for(rows, root, feature_cache(cache, family), family, device, w)
+                 for family, w in zip(args.vit_probe, weights, strict=True)}
     feats, lite2, spectrum = probe_feats["lite0"], probe_feats["lite2"], probe_feats["spectrum"]
     sources = np.array([r["source"] for r in rows])
     blobs = same_codec_blobs(feats)
@@ -444,6 +469,8 @@ def main() -> None:
         "spectrum probe (codec chain)": (spectrum, "chain", False),
         "spectrum probe (plain crops)": (spectrum, "plain", False),
         "lite2+spectrum probe (codec chain, features side by side)": (side_by_side(lite2, spectrum), "chain", False),
+        **{f"{family.replace('_', ' ')} ({ARCHS[family]}, codec chain)": (f, "chain", False)
+           for family, f in vit_feats.items()},
     }
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
               for name, (f, views, weighted) in probes.items()}
@@ -455,9 +482,10 @@ def main() -> None:
     }
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
+                         + (f"; features on {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
               "feature_minutes": {short: round(float(f["feature_seconds"]) / 60, 1)
-                                  for short, f in probe_feats.items()},
+                                  for short, f in {**probe_feats, **vit_feats}.items()},
               "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
                                                              if k == f}) for f in range(folds.max() + 1)},
               "probe_c_per_fold": {name: chosen for name, (_, chosen) in fitted.items()},

@@ -6,8 +6,10 @@ import io
 
 import numpy as np
 import pytest
+import timm
 from conftest import benchmark_script
 from PIL import Image
+from safetensors.torch import save_file
 
 from aivsreal.data.crops import centre_crop, random_crop, tile_origins, tiles
 from aivsreal.data.images import decode_native
@@ -131,6 +133,30 @@ def test_feature_cache_grows_and_keeps_each_images_views(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         wild.features_for(rows, tmp_path, cache, "lite0_probe")
     assert e.value.code == 2
+
+
+def test_a_vit_probe_s_features_come_from_the_weights_file_it_is_given(tmp_path, monkeypatch):
+    """--vit-probe with --vit-weights: offline, a tiny random ViT stands in for CLIP's ViT-L/14."""
+
+    wild = benchmark_script("wild")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)).save(tmp_path / "0.png")
+    source = timm.create_model("vit_tiny_patch16_224")
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "tiny.safetensors"))
+    real_config = wild.default_config
+
+    def tiny(name):
+        config = real_config(name)
+        config.options = {**config.options, "arch": "vit_tiny_patch16_224"}
+        return config
+
+    monkeypatch.setattr(wild, "default_config", tiny)
+    f = wild.features_for([{"relpath": "0.png"}], tmp_path, tmp_path / "clip.npz", "clip_probe",
+                          weights=str(tmp_path / "tiny.safetensors"))
+    assert f["chain"].shape == (1, wild.VIEWS, 192) and f["as_is"].shape == (1, 192)
+    loaded = wild.build_model(tiny("clip_probe"), weights=str(tmp_path / "tiny.safetensors")).eval()
+    px = wild.decode_native((tmp_path / "0.png").read_bytes())
+    expected = wild.embed(loaded, wild.tiles(px, wild.CROP, wild.TILES)).mean(0)
+    np.testing.assert_allclose(f["as_is"][0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):

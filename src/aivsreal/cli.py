@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(t, model=None, out="output folder (default runs/MODEL)", data=True)
     training_args(t)
     m = t.add_argument_group("model")
-    m.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (downloads if needed)")
-    m.add_argument("--weights", help="local ImageNet weights file for the backbone (offline --pretrained)")
+    m.add_argument("--pretrained", action="store_true",
+                   help="start from pretrained weights: ImageNet, or CLIP/DINOv2 for the ViT probes (downloads)")
+    m.add_argument("--weights", help="local pretrained weights file for the backbone (offline --pretrained)")
     m.add_argument("--image-size", type=number(int, 8, 4096), help="decode/resize images to this size (default 32)")
     m.add_argument("--input-size", type=number(int, 8, 4096),
                    help="size the network sees (efficientnet_lite0 upsamples)")

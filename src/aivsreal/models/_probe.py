@@ -8,6 +8,10 @@ from torch import nn
 
 from aivsreal.errors import AivsrealError
 
+# Every probe family's `aivsreal train` recipe: only a linear head learns, so a few epochs of Adam suffice.
+PROBE_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
+                "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+
 
 class LinearProbe(nn.Module):
     """Subclasses define `features(x)` (N, width); the head reads them. The head can be learnt by

@@ -26,13 +26,12 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import LinearProbe
+from aivsreal.models._probe import PROBE_RECIPE, LinearProbe
 from aivsreal.models._registry import register_model
 from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import ModelConfig
 
-TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
-                "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+TRAIN_RECIPE = PROBE_RECIPE
 POOLING = {"lite2_probe_stats": "mean_std"}  # the others pool by the mean
 
 

@@ -27,12 +27,11 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import LinearProbe
+from aivsreal.models._probe import PROBE_RECIPE, LinearProbe
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 
-TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
-                "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+TRAIN_RECIPE = PROBE_RECIPE
 RINGS, GRID = 32, 16
 FEATURES = 1 + 3 + 3 + RINGS + GRID * GRID
 

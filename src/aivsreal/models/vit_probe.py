@@ -2,9 +2,9 @@
 
 UnivFD (Ojha et al. 2023) showed that a linear classifier on frozen CLIP ViT-L/14 features,
 trained on one generator, detects generators it never saw far better than any fine-tuned
-network (+15 mAP); later work (e.g. Cozzolino et al. 2024) confirmed CLIP-type features as the
-strongest base for unseen generators, and DINOv2's self-supervised features carry similar
-low-level detail. These are the field's standard baselines; the toolkit's own probes stop at
+network (+15 mAP); later work (e.g. Cozzolino et al. 2024) confirmed CLIP features as a strong
+base for unseen generators. DINOv2 is the self-supervised web-scale alternative, offered beside it.
+These are the field's standard baselines; the toolkit's own probes stop at
 ImageNet EfficientNet-Lite2 (0.789 same-codec AUC on the wild set's held-out sources,
 benchmarks/results/wild.md) because no such weights can be had offline where it was built.
 
@@ -30,12 +30,11 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import LinearProbe
+from aivsreal.models._probe import PROBE_RECIPE, LinearProbe
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 
-TRAIN_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
-                "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+TRAIN_RECIPE = PROBE_RECIPE
 # model name -> timm architecture with its pretrained tag (which Hub weights)
 ARCHS = {"clip_probe": "vit_large_patch14_clip_224.openai", "dinov2_probe": "vit_large_patch14_dinov2.lvd142m"}
 CROP = 224  # both were pretrained on (or interpolate their position embeddings to) 224 px inputs

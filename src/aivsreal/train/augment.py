@@ -24,9 +24,9 @@ def flip_and_translate(x: torch.Tensor, flip: bool | torch.Tensor, max_shift: in
     fingerprints survive; rotations or rescaling would resample them away.
     """
     n, _, h, w = x.shape
-    if flip is True:
-        flip = torch.rand(n, generator=generator) < 0.5
-    if isinstance(flip, torch.Tensor):
+    if not isinstance(flip, torch.Tensor):
+        flip = torch.rand(n, generator=generator) < 0.5 if flip else None
+    if flip is not None:
         x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(3), x)
     if max_shift <= 0:
         return x

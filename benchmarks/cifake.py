@@ -30,6 +30,8 @@ from aivsreal.data.cache import load_split
 from aivsreal.data.sources import find_splits
 from aivsreal.data.splits import DataOptions, SplitRecipe
 from aivsreal.predict.detector import Detector
+from aivsreal.safe_io import safe_load
+from aivsreal.train.checkpoint import CHECKPOINT
 
 RESULTS = Path(__file__).parent / "results"
 SEED_ROW = {"model": "seed notebook: Keras ResNet50V2, ImageNet weights, GPU (published)",
@@ -170,6 +172,10 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
                     help="train each contender once per seed (the seed also draws the validation split)")
     ap.add_argument("--runs", default="benchmarks/runs", help="where the trained models go (not committed)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue each contender's run in --runs from its last complete epoch instead of starting "
+                         "over, so a contender longer than one sitting trains in several (--budget-minutes then "
+                         "caps the training minutes of all sittings together)")
     ap.add_argument("--rows-from", metavar="LOG",
                     help="train nothing: write the tables from the rows an earlier run printed to LOG "
                          "(for a run that trained and evaluated but failed before writing)")
@@ -196,11 +202,13 @@ def train_contenders(args: argparse.Namespace) -> list[dict]:
         if model != "fast":
             train_over = {**train_over, "time_budget_s": args.budget_minutes * 60}
         out = Path(args.runs) / f"{name}_seed{seed}"
-        if out.exists():
+        done = epochs_done(out) if args.resume else 0
+        if out.exists() and not done:
             shutil.rmtree(out)
         t = time.perf_counter()
         data = DataOptions(path=args.data, recipe=SplitRecipe(seed=seed))
-        summary = train_and_evaluate(model, out, data, train_over, model_over, device="cpu", pretrained=pretrained)
+        summary = train_and_evaluate(model, out, data, train_over, model_over, device="cpu", pretrained=pretrained,
+                                     resume=bool(done))
         wall = time.perf_counter() - t
         test, clean = summary["metrics"]["test"], summary["metrics"].get("test (no train duplicates)", {})
         tr = summary["training"]
@@ -220,8 +228,16 @@ def train_contenders(args: argparse.Namespace) -> list[dict]:
             "inference_img_per_s_b256": inference_throughput(out / "model.pt"),
             "tta": summary["tta"],
         })
+        if done:  # train_minutes add up every sitting; run_minutes_incl_data_and_eval is the last one's
+            rows[-1]["resumed_after_epoch"] = done
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def epochs_done(run: Path) -> int:
+    """Complete epochs of an earlier sitting of this run: those its checkpoint holds (0 if none)."""
+    path = run / CHECKPOINT
+    return safe_load(path, what="training checkpoint")["state"]["epoch"] if path.exists() else 0
 
 
 def budget_minutes(rows: list[dict], args: argparse.Namespace) -> float | None:

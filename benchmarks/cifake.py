@@ -278,6 +278,14 @@ def earlier(row: dict) -> str:
     return f" (row from an earlier run: `{row['command']}`)" if row.get("from_earlier_run") else ""
 
 
+def sitting(row: dict) -> str:
+    """A resumed run's wall-clock covers its last sitting only; its train minutes cover them all."""
+    minutes = f"{row['run_minutes_incl_data_and_eval']:.1f} min"
+    if row.get("resumed_after_epoch"):
+        return f"last sitting (resumed after epoch {row['resumed_after_epoch']}) incl. data and evaluation {minutes}"
+    return f"whole run incl. data and evaluation {minutes}"
+
+
 def pflops(row: dict) -> str:
     return f"{row['train_pflops']:.3f}" if row.get("train_pflops") is not None else "–"
 
@@ -308,9 +316,7 @@ def markdown(meta: dict, rows: list[dict], best: str) -> str:
     lines += ["", *over_seeds(rows), "", "Notes:"] + [f"- `{r['model']}` seed {r['seed']}: {r['notes']}; "
                                                       f"best epoch {r['best_epoch']}"
                                f"{' (stopped early)' if r['stopped_early'] else ''}; "
-                               f"train accuracy {r['train_accuracy']:.4f}; whole run incl. data and evaluation "
-                               f"{r['run_minutes_incl_data_and_eval']:.1f} min"
-                               f"{earlier(r)}."
+                               f"train accuracy {r['train_accuracy']:.4f}; {sitting(r)}{earlier(r)}."
                                for r in rows]
     lines += [f"- Data pipeline: cold JPEG decode {meta['decode_img_per_s_cold']:,.0f} img/s "
               "(parallel, all cores); later runs load the cached uint8 array in about a second.",

@@ -30,6 +30,9 @@ def test_resume_continues_a_capped_run_and_adds_up_its_minutes(tiny_data, tmp_pa
     assert (second["epochs"], second["resumed_after_epoch"], len(history)) == (3, 1, 3)
     assert history[0] == first_epoch[0]  # continued, not retrained
     assert second["train_minutes"] * 60 == pytest.approx(sum(float(h["seconds"]) for h in history))
+    # The table's wall-clock note says it covers the last sitting only.
+    assert script.sitting(first).startswith("whole run")
+    assert script.sitting(second).startswith("last sitting (resumed after epoch 1)")
 
     args.resume = False  # without --resume a run starts over
     again = script.train_contenders(args)[0]

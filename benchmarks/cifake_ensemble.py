@@ -18,7 +18,8 @@ With --select-within PFLOP the members are chosen, not given: --members lists ca
 forward selection (Caruana et al., 2004) adds, one at a time, the candidate whose training compute
 still fits the budget and that lowers the ensemble's validation log loss most, until none fits or
 none lowers it. Only validation scores choose; test is scored once for the table. Writes
-benchmarks/results/cifake_ensemble_selected.{json,md}.
+benchmarks/results/cifake_ensemble_selected.{json,md}. --name picks another stem, so a new ensemble
+does not overwrite a committed one.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/runs/cifake_ensemble/model.pt", help="the ensemble's model file")
     ap.add_argument("--select-within", type=float, metavar="PFLOP",
                     help="--members are candidates: pick them greedily on validation log loss within this compute")
+    ap.add_argument("--name", help="results file stem under benchmarks/results (default: cifake_ensemble, or "
+                    "cifake_ensemble_selected with --select-within)")
     args = ap.parse_args()
+    if args.name is not None and not args.name.replace("_", "").replace("-", "").isalnum():
+        ap.error(f"--name {args.name!r}: a file stem of letters, digits, '_' and '-' (it is written under {RESULTS})")
     splits = SPLITS + ("train",) if args.teacher_out else SPLITS
     started = time.perf_counter()
     committed = json.loads((RESULTS / "cifake.json").read_text())
@@ -86,7 +91,8 @@ def main() -> None:
             raise SystemExit(2)
         for s in splits:
             p_fake[s].append(ev.scores[s].p_fake)
-        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"], "test_accuracy": ev.metrics["test"]["accuracy"]}
+        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"], "val_log_loss": ev.metrics["val"]["log_loss"],
+                         "test_accuracy": ev.metrics["test"]["accuracy"]}
         print(name, members[name], flush=True)
 
     selection = None
@@ -94,6 +100,11 @@ def main() -> None:
         chosen, selection = select_members(p_fake["val"], labels["val"], [r["train_pflops"] for r in rows],
                                            args.select_within)
         selection = [{**step, "added": args.members[step["added"]]} for step in selection]
+        if len(chosen) < 2:
+            print(f"error: greedy selection kept {args.members[chosen[0]]} alone (val log loss "
+                  f"{selection[0]['val_log_loss']:.4f}): no other candidate that fits lowered it, so there is no "
+                  "ensemble to build; score that run on its own (its row in cifake.json)", file=sys.stderr)
+            raise SystemExit(2)
         rows, loaded = [rows[i] for i in chosen], [loaded[i] for i in chosen]
         p_fake = {s: [p_fake[s][i] for i in chosen] for s in splits}
         print("selected", [name for name, _, _ in loaded], flush=True)
@@ -128,6 +139,7 @@ def main() -> None:
         "member_machines": sorted({f"{r['machine'].split(',')[0]}, {r['date']}" for r in rows}),
         "budget_pflops": committed["meta"]["budget_pflops"],
         "val_accuracy": metrics["val"]["accuracy"],
+        "val_log_loss": metrics["val"]["log_loss"],
         "test_accuracy": metrics["test"]["accuracy"],
         "test_accuracy_without_leaked": metrics["test_without_leaked"]["accuracy"],
         "test_precision": metrics["test"]["precision"], "test_recall": metrics["test"]["recall"],
@@ -136,7 +148,7 @@ def main() -> None:
     }
     if args.teacher_out:
         result["train_accuracy"] = binary_metrics(labels["train"], mean["train"])["accuracy"]
-    stem = "cifake_ensemble_selected" if args.select_within is not None else "cifake_ensemble"
+    stem = args.name or ("cifake_ensemble_selected" if args.select_within is not None else "cifake_ensemble")
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / f"{stem}.md").write_text(markdown(result))
     print((RESULTS / f"{stem}.md").read_text())
@@ -170,15 +182,17 @@ def markdown(r: dict) -> str:
     lines = [f"Command: `{r['command']}` ({r['date']}). Rule: {r['rule']}. Scored from the model file "
              f"`aivsreal ensemble` writes ({r['model_file']}); its P(FAKE) is within "
              f"{r['max_abs_difference_from_members_mean']:.1e} of the members' mean.", "",
-             "| model | val acc | test acc |", "|---|---|---|"]
-    lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f} |" for name, m in r["members"].items()]
+             "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['val_log_loss']:.4f} | {m['test_accuracy']:.4f} |"
+              for name, m in r["members"].items()]
     if r.get("selection"):
         lines += ["", f"Chosen by greedy forward selection on validation log loss within {r['select_within']:.2f} "
                   "PFLOP:", ""]
         lines += [f"{k}. `{st['added']}`: val log loss {st['val_log_loss']:.4f}, val acc {st['val_accuracy']:.4f}, "
                   f"{st['train_pflops']:.3f} PFLOP" for k, st in enumerate(r["selection"], 1)]
-        lines += ["", "| model | val acc | test acc |", "|---|---|---|"]
-    lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | **{r['test_accuracy']:.4f}** |", "",
+        lines += ["", "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
+    lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | {r['val_log_loss']:.4f} | "
+              f"**{r['test_accuracy']:.4f}** |", "",
               f"Ensemble test accuracy without the 378 leaked images {r['test_accuracy_without_leaked']:.4f}, "
               f"precision (REAL positive) {r['test_precision']:.4f}, recall {r['test_recall']:.4f}, "
               f"AUC {r['test_auc']:.4f}.",

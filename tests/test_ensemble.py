@@ -128,3 +128,16 @@ def test_member_selection_follows_validation_and_keeps_the_budget():
     assert len(select_members(candidates, labels, pflops, budget=2.5)[0]) == 2  # the two fair ones
     with pytest.raises(SystemExit):
         select_members(candidates, labels, pflops, budget=0.05)
+
+
+def test_ensemble_benchmark_refuses_a_results_name_that_is_a_path(monkeypatch, tmp_path, capsys):
+    """--name is a file stem under benchmarks/results: a path would write elsewhere, so it is refused
+    (exit 2, one line saying the rule) before any model is loaded."""
+    script = benchmark_script("cifake_ensemble")
+    monkeypatch.setattr("sys.argv", ["cifake_ensemble.py", "--runs", str(tmp_path), "--members", "x_seed0",
+                                     "--name", "../elsewhere"])
+    with pytest.raises(SystemExit) as e:
+        script.main()
+    assert e.value.code == 2
+    assert "--name '../elsewhere': a file stem" in capsys.readouterr().err
+    assert not (script.RESULTS.parent / "elsewhere.json").exists()

@@ -70,6 +70,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.name is not None and not args.name.replace("_", "").replace("-", "").isalnum():
         ap.error(f"--name {args.name!r}: a file stem of letters, digits, '_' and '-' (it is written under {RESULTS})")
+    if len(args.members) < 2 and args.select_within is None:
+        ap.error(f"--members {args.members[0]}: an ensemble needs at least two members (or pass --select-within to "
+                 "choose among candidates)")
     splits = SPLITS + ("train",) if args.teacher_out else SPLITS
     started = time.perf_counter()
     committed = json.loads((RESULTS / "cifake.json").read_text())

@@ -141,3 +141,14 @@ def test_ensemble_benchmark_refuses_a_results_name_that_is_a_path(monkeypatch, t
     assert e.value.code == 2
     assert "--name '../elsewhere': a file stem" in capsys.readouterr().err
     assert not (script.RESULTS.parent / "elsewhere.json").exists()
+
+
+def test_ensemble_benchmark_refuses_one_member_before_scoring(monkeypatch, tmp_path, capsys):
+    """One member without --select-within is no ensemble: refused (exit 2, one line) before the
+    member is scored, not after minutes of scoring with a traceback."""
+    script = benchmark_script("cifake_ensemble")
+    monkeypatch.setattr("sys.argv", ["cifake_ensemble.py", "--runs", str(tmp_path), "--members", "x_seed0"])
+    with pytest.raises(SystemExit) as e:
+        script.main()
+    assert e.value.code == 2
+    assert "--members x_seed0: an ensemble needs at least two members" in capsys.readouterr().err

@@ -70,6 +70,13 @@ CONTENDERS = {
     "fast_shift4": ("fast", {"max_shift": 4}, {}, False, "an experiment, not the default: the fast recipe with "
                     "shifts of up to 4 px instead of 2 (the 2 px translate curbed overfitting over 32 epochs: "
                     "97.87% -> 98.11%; no extra FLOPs)"),
+    "fast_bnfix": ("fast", {}, {"options": {"widths": [32, 64, 128], "bn_scale": False}}, False,
+                   "an experiment, not the default: the fast recipe with every batch-norm scale frozen at 1, only "
+                   "the shifts learnt (airbench; no extra FLOPs)"),
+    "fast_res": ("fast", {"epochs": 25, "patience": 25}, {"options": {"widths": [32, 64, 128], "residual": True}},
+                 False, "an experiment, not the default: a third conv per group with a skip around the last two "
+                 "(airbench96's group), 202 instead of 159 MFLOP per training image, so 25 epochs instead of 32 "
+                 "within the fast recipe's compute; no early stopping"),
     "fast_distill": ("fast", {"teacher": "benchmarks/runs/teacher_cifake.csv"}, {}, False,
                      "an experiment, not the default: the fast recipe with half of each target from a teacher's "
                      "P(FAKE) (train/teacher.py), the ensemble of benchmarks/results/cifake_ensemble.md, written "

@@ -150,3 +150,32 @@ def test_whitening_stem_whitens_the_first_training_batch_then_stays_frozen(tmp_p
 def test_fast_rejects_an_unknown_stem():
     with pytest.raises(AivsrealError, match="unknown stem 'patchify'; use 'conv'"):
         build_model(default_config("fast", options={"stem": "patchify"}))
+
+
+def test_fast_frozen_bn_scales_stay_at_one_while_shifts_learn():
+    model = build_model(default_config("fast", options={"widths": [8, 8, 8], "bn_scale": False}))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 7 and not any(n.weight.requires_grad for n in norms)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    x = _smooth_pixels(16, seed=0)
+    torch.nn.functional.binary_cross_entropy_with_logits(model.train()(x), torch.ones(16)).backward()
+    opt.step()
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in norms)
+    assert any(n.bias.abs().sum() > 0 for n in norms)
+
+
+def test_fast_residual_groups_add_a_conv_around_a_skip():
+    from aivsreal.models.fast import Residual
+
+    plain = build_model(default_config("fast", options={"widths": [8, 8, 8]}))
+    model = build_model(default_config("fast", options={"widths": [8, 8, 8], "residual": True}))
+    blocks = [m for m in model.modules() if isinstance(m, Residual)]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(blocks) == 3 and len(convs) == len([m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]) + 3
+    block, x = blocks[0].eval(), torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + block.body(x))
+        for conv in block.body.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.zero_()
+        assert torch.equal(block(x), x)  # with its body silenced the group passes its input through

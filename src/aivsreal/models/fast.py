@@ -5,7 +5,9 @@ conv -> maxpool -> BN -> GELU -> conv -> BN -> GELU that halve the resolution, t
 global max-pool and one linear unit. No pretrained weights needed: it trains from scratch on
 CIFAKE in minutes on two CPU cores (see benchmarks/results/cifake.md). Option `stem: whiten`
 swaps the stem conv for airbench's frozen 2x2 patch-whitening conv: 26% fewer FLOPs per image,
-but 97.71% against 98.08% in the same compute (cifake_tuning.md), so not the default.
+but 97.71% against 98.08% in the same compute (cifake_tuning.md), so not the default. Options
+`bn_scale: false` (batch-norm scales frozen at 1) and `residual: true` (a third conv per group,
+with a skip around the last two, as in airbench96) are experiments, measured in cifake_tuning.md.
 """
 
 from __future__ import annotations
@@ -76,11 +78,25 @@ class PatchWhitening(nn.Module):
         return nn.functional.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
-def _conv_bn(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+def _conv_bn(cin: int, cout: int, pool: bool, bn_scale: bool = True) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
     if pool:
         layers.append(nn.MaxPool2d(2))
-    return layers + [nn.BatchNorm2d(cout), nn.GELU()]
+    norm = nn.BatchNorm2d(cout)
+    norm.weight.requires_grad_(bn_scale)  # frozen at 1: the conv's own scale is the only one (airbench)
+    return layers + [norm, nn.GELU()]
+
+
+class Residual(nn.Module):
+    """x + body(x): lets a group grow a third conv (airbench96's group) without making the
+    signal path longer, so the extra depth cannot make the net harder to train than the default."""
+
+    def __init__(self, *body: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 @register_model
@@ -89,16 +105,22 @@ def fast(config: ModelConfig, pretrained: bool = False, weights: str | None = No
         raise AivsrealError("the fast model trains from scratch; --pretrained/--weights do not apply")
     widths = config.options.get("widths", DEFAULT_WIDTHS)
     stem = config.options.get("stem", "conv")
+    scale = bool(config.options.get("bn_scale", True))
+    residual = bool(config.options.get("residual", False))
     if stem == "whiten":
         whiten = PatchWhitening()
         layers, cin = [whiten, nn.GELU()], whiten.bias.numel()
     elif stem == "conv":
-        layers, cin = _conv_bn(3, widths[0], pool=False), widths[0]
+        layers, cin = _conv_bn(3, widths[0], pool=False, bn_scale=scale), widths[0]
     else:
         raise AivsrealError(f"fast: unknown stem {stem!r}; use 'conv' (3x3 conv, BN, GELU) or 'whiten' (2x2 patch "
                             "whitening from the first training batch)")
     for width in widths:
-        layers += _conv_bn(cin, width, pool=True) + _conv_bn(width, width, pool=False)
+        layers += _conv_bn(cin, width, pool=True, bn_scale=scale)
+        tail = _conv_bn(width, width, pool=False, bn_scale=scale)
+        if residual:
+            tail = [Residual(*tail, *_conv_bn(width, width, pool=False, bn_scale=scale))]
+        layers += tail
         cin = width
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(cin, 1)]
     return nn.Sequential(*layers)

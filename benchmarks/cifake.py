@@ -73,6 +73,9 @@ CONTENDERS = {
     "fast_bnfix": ("fast", {}, {"options": {"widths": [32, 64, 128], "bn_scale": False}}, False,
                    "an experiment, not the default: the fast recipe with every batch-norm scale frozen at 1, only "
                    "the shifts learnt (airbench; no extra FLOPs)"),
+    "fast_bnbias": ("fast", {"bias_lr_scale": 64.0}, {"options": {"widths": [32, 64, 128], "bn_scale": False}},
+                    False, "an experiment, not the default: airbench's batch norm on the fast recipe, scales frozen "
+                    "at 1 and the shifts learning at 64x the rate of the rest (--bias-lr-scale 64; no extra FLOPs)"),
     "fast_res": ("fast", {"epochs": 25, "patience": 25}, {"options": {"widths": [32, 64, 128], "residual": True}},
                  False, "an experiment, not the default: a third conv per group with a skip around the last two "
                  "(airbench96's group), 202 instead of 159 MFLOP per training image, so 25 epochs instead of 32 "

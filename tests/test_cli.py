@@ -119,6 +119,8 @@ def test_out_of_range_options_are_one_line_errors(tmp_path, tiny_data):
                    "--ema: 1.0 must be < 1")
     one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--lookahead", "-1"),
                    "--lookahead: -1 must be >= 0")
+    one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--bias-lr-scale", "0"),
+                   "--bias-lr-scale: 0.0 must be > 0")
     one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--optimizer", "rmsprop"),
                    "invalid choice: 'rmsprop'")
     one_line_error(run_cli("report", "--model", tmp_path / "none.pt", "--examples", "-1"),

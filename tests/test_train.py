@@ -32,7 +32,7 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
 
 
 @pytest.mark.parametrize("option", [{}, {"ema": 0.99}, {"lookahead": 3}, {"optimizer": "muon"},
-                                    {"alternate_flip": True}])
+                                    {"alternate_flip": True}, {"bias_lr_scale": 8.0}])
 def test_resume_continues_where_it_stopped(run_data, tmp_path, option):
     cpu = torch.device("cpu")
     cfg = TrainConfig(**{**QUICK.__dict__, **option})
@@ -286,3 +286,28 @@ def test_teacher_file_errors_say_what_is_wrong(run_data, tmp_path):
         teacher_targets(tmp_path / "cols.csv", names)
     with pytest.raises(AivsrealError, match="cannot read it"):
         teacher_targets(tmp_path / "absent.csv", names)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_bias_lr_scale_speeds_up_only_the_batch_norm_shifts(optimizer):
+    """--bias-lr-scale X: the batch-norm shifts follow the same one-cycle schedule at X times the rate
+    of everything else, at every step; nothing else moves group, and X must be positive."""
+    from aivsreal.train.loop import _base_optimizer, _scheduler
+
+    model = build_model(default_config("fast", options={"widths": [8, 8, 8]}))
+    cfg = TrainConfig(epochs=2, lr=0.1, optimizer=optimizer, bias_lr_scale=64.0)
+    opt = _base_optimizer(model, cfg)
+    shifts = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    fast_group = [g for g in opt.param_groups if g.get("lr_scale") == 64.0]
+    assert len(fast_group) == 1 and {id(p) for p in fast_group[0]["params"]} == shifts
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    sched = _scheduler(opt, cfg, steps=20)
+    for _ in range(20):
+        rates = {g.get("lr_scale", 1.0): g["lr"] for g in opt.param_groups}
+        assert rates[64.0] == pytest.approx(64 * rates[1.0])
+        opt.step()
+        sched.step()
+    plain = _base_optimizer(model, TrainConfig(lr=0.1, optimizer=optimizer))
+    assert all("lr_scale" not in g for g in plain.param_groups)
+    with pytest.raises(AivsrealError, match="--bias-lr-scale multiplies"):
+        TrainConfig(bias_lr_scale=0)

@@ -63,6 +63,8 @@ def training_args(p: argparse.ArgumentParser) -> None:
                    help="validate, early-stop on and keep a moving average of the weights (e.g. 0.999; 0 turns it off)")
     g.add_argument("--lookahead", type=number(int, 0), metavar="K",
                    help="Lookahead: every K steps the weights go halfway back to a slow copy (e.g. 5; default 0: off)")
+    g.add_argument("--bias-lr-scale", type=number(float, 0, low_open=True), metavar="X",
+                   help="batch-norm shifts learn at X times --lr (airbench: 64; default 1)")
     g.add_argument("--cutout", type=number(int, 0), metavar="PX",
                    help="hide a random PX x PX square of each training image (cutout; default 0: off)")
     g.add_argument("--alternate-flip", action="store_true", default=None,
@@ -86,6 +88,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
             "patience": args.patience, "degrade": args.degrade, "ema": args.ema, "workers": args.workers,
             "cutout": args.cutout, "lookahead": args.lookahead, "teacher": args.teacher,
+            "bias_lr_scale": args.bias_lr_scale,
             "codec_chain": False if args.no_codec_chain else None, "alternate_flip": args.alternate_flip,
             "time_budget_s": args.time_budget * 60 if args.time_budget else None}
 

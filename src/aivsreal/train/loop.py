@@ -56,6 +56,7 @@ class TrainConfig:
     patience: int = 5  # epochs without val-loss improvement before stopping
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and kept
     lookahead: int = 0  # every k steps the weights go halfway back to a slow copy (Lookahead); 0: off
+    bias_lr_scale: float = 1.0  # batch-norm shifts' learning rate as a multiple of lr (airbench: 64)
     teacher: str | None = None  # CSV of a teacher's P(FAKE) per training image: distil (train/teacher.py)
     codec_chain: bool = True  # --crop runs: every view through train/augment.CodecChain, REAL and FAKE alike
     workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
@@ -69,6 +70,9 @@ class TrainConfig:
             raise AivsrealError(f"--ema is a decay per step, 0 (off) or more and below 1, e.g. 0.999 (got {self.ema})")
         if self.lookahead < 0:
             raise AivsrealError(f"--lookahead is a number of steps, 0 (off) or more, e.g. 5 (got {self.lookahead})")
+        if self.bias_lr_scale <= 0:
+            raise AivsrealError(f"--bias-lr-scale multiplies the learning rate of batch-norm shifts: above 0, e.g. "
+                                f"64 (got {self.bias_lr_scale})")
         if self.workers < 0:
             raise AivsrealError(f"--workers is a number of processes, 0 or more (got {self.workers})")
 
@@ -97,9 +101,18 @@ def _optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _base_optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    """Weight decay on filters and matrices only. Batch-norm shifts get their own learning rate
+    (cfg.bias_lr_scale x lr): with a batch norm after every conv the filters are scale-invariant and
+    move in angle, so airbench found the shifts learn too slowly at the filters' rate."""
+    scaled = cfg.bias_lr_scale != 1.0
+    shifts = {id(m.bias) for m in model.modules()
+              if scaled and isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine}
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1 and id(p) not in shifts]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if scaled:  # the schedule reads lr_scale: its peak for this group is lr x lr_scale
+        groups.append({"params": [p for p in model.parameters() if id(p) in shifts], "weight_decay": 0.0,
+                       "lr": cfg.lr * cfg.bias_lr_scale, "lr_scale": cfg.bias_lr_scale})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     if cfg.optimizer in ("adam", "adamw"):
@@ -113,7 +126,8 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
     if cfg.schedule == "onecycle":
         steps = max(steps, 4)  # OneCycleLR needs at least one step in each phase
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=steps, pct_start=min(max(cfg.warmup, 2.0 / steps), 0.5),
+            opt, max_lr=[cfg.lr * g.get("lr_scale", 1.0) for g in opt.param_groups], total_steps=steps,
+            pct_start=min(max(cfg.warmup, 2.0 / steps), 0.5),
             anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
         )
     if cfg.schedule == "constant":

@@ -88,8 +88,8 @@ def _conv_bn(cin: int, cout: int, pool: bool, bn_scale: bool = True) -> list[nn.
 
 
 class Residual(nn.Module):
-    """x + body(x): lets a group grow a third conv (airbench96's group) without making the
-    signal path longer, so the extra depth cannot make the net harder to train than the default."""
+    """x + body(x): lets a group grow a third conv (airbench96's group) while the skip keeps a
+    path as short as the default's for the signal and the gradient."""
 
     def __init__(self, *body: nn.Module):
         super().__init__()

@@ -179,3 +179,29 @@ def test_fast_residual_groups_add_a_conv_around_a_skip():
             if isinstance(conv, torch.nn.Conv2d):
                 conv.weight.zero_()
         assert torch.equal(block(x), x)  # with its body silenced the group passes its input through
+
+
+def test_autocast_only_where_the_cpu_does_bf16_natively(monkeypatch):
+    """Emulated bf16 on a plain AVX2 CPU trained `fast` ~10x slower than fp32 (2026-11-28), so
+    autocast must stay off there and turn on where the CPU has bf16 instructions."""
+    import aivsreal.device as device_module
+    from aivsreal.models.network import logits_and_features
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: False)
+    with device_module.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    torch.manual_seed(0)
+    model = build_model(default_config("fast"))
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    fp32, _ = logits_and_features(model, images, cpu, amp=False)
+    emulated, _ = logits_and_features(model, images, cpu, amp=True)
+    np.testing.assert_array_equal(emulated, fp32)  # bitwise: no bf16 anywhere on this path
+
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: True)
+    with device_module.autocast(cpu):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with device_module.autocast(cpu, enabled=False):
+        assert not torch.is_autocast_enabled("cpu")
+    native, _ = logits_and_features(model, images, cpu, amp=True)
+    assert not np.array_equal(native, fp32) and np.allclose(native, fp32, atol=0.1)

@@ -3,8 +3,8 @@
 On CPU, bf16 autocast with channels_last trains our CNNs 1.6-2.3x faster than fp32 (measured
 on a 2-core AMD EPYC, see benchmarks/) -- but only where the CPU does bf16 natively (AVX512-BF16 or
 AMX). On a plain AVX2 CPU oneDNN emulates it: a `fast` training step (batch 128) ran at ~40 img/s
-in bf16 against ~450 in fp32 on 2026-11-28's AVX2-only AMD EPYC, so there autocast stays off and `--precision bf16` quietly runs fp32. On CUDA,
-bf16 where the GPU has it, else fp16.
+in bf16 against ~450 in fp32 on 2026-11-28's AVX2-only AMD EPYC, so there autocast stays off and
+`--precision bf16` quietly runs fp32. On CUDA, bf16 where the GPU has it, else fp16.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aivsreal.device import cpu_bf16_native
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
@@ -85,13 +86,14 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "python benchmarks/inference.py "
             + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "cpu_bf16_native": cpu_bf16_native()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPU cores (torch {meta['torch']}): `{meta['command']}`. "
              f"Images/s on decoded 32x32 pixels: median of {args.rounds} interleaved rounds, each the median of "
              "timed calls over 3 s; TTA (2 passes) as each model uses it. Run-to-run spread on this VM is "
-             "about ±20%.", "",
+             "about ±20%." + ("" if meta["cpu_bf16_native"] else " This CPU has no native bf16, so the "
+                              "`torch bf16` rows ran in fp32 (aivsreal/device.py)."), "",
              "| model | backend | batch 1 img/s | batch 256 img/s |", "|---|---|---|---|"]
     for name in args.models:
         for backend in ("torch fp32", "torch bf16", "onnxruntime fp32"):

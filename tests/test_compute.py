@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from aivsreal.device import cpu_bf16_native
 from aivsreal.models import build_model, default_config
 from aivsreal.train.compute import train_flops_per_image
 
@@ -35,3 +36,5 @@ def test_training_records_its_compute(trained_run):
     training = json.loads((run / "metrics.json").read_text())["training"]
     assert training["images_seen"] == 4 * (172 // 16) * 16  # epochs x full batches
     assert training["pflops"] == training["flops_per_image"] * training["images_seen"] / 1e15
+    # which arithmetic the speed figures came from: bf16 only where this CPU does it natively
+    assert training["precision"] == ("bfloat16" if cpu_bf16_native() else "float32")

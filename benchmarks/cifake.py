@@ -91,6 +91,9 @@ CONTENDERS = {
     "efficientnet_lite0_4ep": ("efficientnet_lite0", {"epochs": 4}, {}, True,
                                "the same fine-tune for 4 epochs instead of 2 (one-cycle over the 4): about 15% of "
                                "the fast recipe's compute, and what fits a 75-minute sitting on an fp32-only CPU"),
+    "efficientnet_lite1": ("efficientnet_lite1", {}, {}, True,
+                           "Lite0's fine-tune on the packaged ImageNet EfficientNet-Lite1 (deeper), 32px upsampled "
+                           "to 64px, 2 epochs"),
     "resnet50v2": ("resnet50v2", {}, {}, False, "the seed's recipe at 32x32, from scratch (no ResNet50V2 ImageNet "
                    "weights offline), Adam 1e-3, early stopping, capped at the budget"),
     "seed_lite2": ("seed_lite2", {}, {}, True, "the seed's head and recipe on the packaged ImageNet EfficientNet-Lite2 "

@@ -2,9 +2,10 @@
 
 On CPU, bf16 autocast with channels_last trains our CNNs 1.6-2.3x faster than fp32 (measured
 on a 2-core AMD EPYC, see benchmarks/) -- but only where the CPU does bf16 natively (AVX512-BF16 or
-AMX). On a plain AVX2 CPU oneDNN emulates it, 8-16x slower than fp32 on 2026-11-29's AVX2-only
+AMX). On a plain AVX2 CPU oneDNN emulates it, 8-18x slower than fp32 on 2026-11-29's AVX2-only
 AMD EPYC (benchmarks/results/precision.md; benchmarks/precision.py times both on any machine), so
-there autocast stays off and `--precision bf16` quietly runs fp32. On CUDA, bf16 where the GPU has it, else fp16.
+there autocast stays off and `--precision bf16` quietly runs fp32. On CUDA, bf16 where the GPU has
+it, else fp16.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @functools.cache  # asked once per batch; the CPU does not change under a running process
 def cpu_bf16_native() -> bool:
-    """Whether oneDNN runs bf16 on this CPU's own instructions rather than emulating it ~10x slower."""
+    """Whether oneDNN runs bf16 on this CPU's own instructions rather than emulating it 8-18x slower."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN: assume no native bf16

@@ -44,7 +44,7 @@ TRAIN_RECIPE = {"epochs": 2, "batch_size": 128, "optimizer": "adam", "lr": 1e-3,
 
 def default_config(variant: str) -> ModelConfig:
     """CIFAKE's 32x32 images upsampled inside the model to 64 px: the best accuracy per CPU-minute
-    we measured for Lite0 (benchmarks/results/cifake_tuning.md); not yet measured for Lite1/2."""
+    we measured for Lite0 (benchmarks/results/cifake_tuning.md); kept for Lite1/2, not tuned for them."""
     return ModelConfig(name=variant, image_size=32, input_size=64, mean=LITE_MEAN, std=LITE_STD,
                        options={"drop_rate": 0.2})
 

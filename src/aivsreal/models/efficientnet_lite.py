@@ -36,8 +36,8 @@ PACKAGED = {
     "efficientnet_lite2": "efficientnet-lite2-9656183e.pth",
 }
 # Fine-tuning: AdamW with a short one-cycle schedule from ImageNet weights. Two epochs (~13 min on 2
-# CPU cores with native bf16 for Lite0 at 64px) give 97.7% on CIFAKE; four gave 98.23% (one seed,
-# cifake_tuning.md); the default stays at two until more seeds confirm the gain.
+# CPU cores with native bf16 for Lite0 at 64px) give 97.7-97.8% on CIFAKE; four gave 98.2% (two
+# seeds, cifake_tuning.md); the default stays at two until a third seed confirms the gain.
 TRAIN_RECIPE = {"epochs": 2, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.1, "max_shift": 2, "flip": True,
                 "patience": 3}

@@ -91,6 +91,9 @@ CONTENDERS = {
     "efficientnet_lite0_4ep": ("efficientnet_lite0", {"epochs": 4}, {}, True,
                                "the same fine-tune for 4 epochs instead of 2 (one-cycle over the 4): about 15% of "
                                "the fast recipe's compute, and what fits a 75-minute sitting on an fp32-only CPU"),
+    "efficientnet_lite0_8ep": ("efficientnet_lite0", {"epochs": 8}, {}, True,
+                               "the same fine-tune for 8 epochs (one-cycle over the 8): about 29% of the fast "
+                               "recipe's compute; ~2 h of fp32 training on 2 CPU cores, so run in sittings (--resume)"),
     "efficientnet_lite1": ("efficientnet_lite1", {}, {}, True,
                            "Lite0's fine-tune on the packaged ImageNet EfficientNet-Lite1 (deeper), 32px upsampled "
                            "to 64px, 2 epochs"),

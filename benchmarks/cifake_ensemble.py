@@ -20,6 +20,12 @@ still fits the budget and that lowers the ensemble's validation log loss most, u
 none lowers it. Only validation scores choose; test is scored once for the table. Writes
 benchmarks/results/cifake_ensemble_selected.{json,md}. --name picks another stem, so a new ensemble
 does not overwrite a committed one.
+
+With --across-seeds the members may come from different seeds, so from different splits (a seed
+ensemble: the same recipe trained three times). Then only test is scored: each member's validation
+images are another member's training images, so no clean validation exists and nothing may be
+chosen on it (--select-within and --teacher-out are refused). CIFAKE's test folder is the same for
+every seed, and that is checked.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/runs/cifake_ensemble/model.pt", help="the ensemble's model file")
     ap.add_argument("--select-within", type=float, metavar="PFLOP",
                     help="--members are candidates: pick them greedily on validation log loss within this compute")
+    ap.add_argument("--across-seeds", action="store_true",
+                    help="members trained on different seeds' splits: score test only (no clean validation)")
     ap.add_argument("--name", help="results file stem under benchmarks/results (default: cifake_ensemble, or "
                     "cifake_ensemble_selected with --select-within)")
     args = ap.parse_args()
@@ -73,7 +81,11 @@ def main() -> None:
     if len(args.members) < 2 and args.select_within is None:
         ap.error(f"--members {args.members[0]}: an ensemble needs at least two members (or pass --select-within to "
                  "choose among candidates)")
-    splits = SPLITS + ("train",) if args.teacher_out else SPLITS
+    if args.across_seeds and (args.select_within is not None or args.teacher_out):
+        ap.error("--across-seeds scores test only, since the members' validation images are other members' training "
+                 "images: it cannot choose members (--select-within) or label training images (--teacher-out)")
+    scored = ("test",) if args.across_seeds else SPLITS
+    splits = scored + ("train",) if args.teacher_out else scored
     started = time.perf_counter()
     committed = json.loads((RESULTS / "cifake.json").read_text())
     rows = [member_row(name, committed["rows"]) for name in args.members]
@@ -89,12 +101,15 @@ def main() -> None:
         if reference is None:
             reference, labels, leaked = names, {s: ev.scores[s].labels for s in splits}, rd.leaked
         elif names != reference:
-            print(f"error: {name} was trained on other splits than {args.members[0]}: ensemble members must share "
-                  "the split recipe (same --seeds in benchmarks/cifake.py)", file=sys.stderr)
+            what = "test images" if args.across_seeds else "splits"
+            print(f"error: {name} was scored on other {what} than {args.members[0]}: ensemble members must share "
+                  "the split recipe (same --seeds in benchmarks/cifake.py), or the data with --across-seeds",
+                  file=sys.stderr)
             raise SystemExit(2)
         for s in splits:
             p_fake[s].append(ev.scores[s].p_fake)
-        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"], "val_log_loss": ev.metrics["val"]["log_loss"],
+        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"] if "val" in ev.metrics else None,
+                         "val_log_loss": ev.metrics["val"]["log_loss"] if "val" in ev.metrics else None,
                          "test_accuracy": ev.metrics["test"]["accuracy"]}
         print(name, members[name], flush=True)
 
@@ -116,21 +131,25 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(args.out, network, meta)
     run = load_saved(args.out, DataOptions(path=args.data), device="cpu")
-    ev = score_splits(run.network, {s: getattr(run.data, s) for s in SPLITS}, torch.device("cpu"), run.meta,
+    ev = score_splits(run.network, {s: getattr(run.data, s) for s in scored}, torch.device("cpu"), run.meta,
                       leaked=run.data.leaked)
-    p_file = {s: ev.scores[s].p_fake for s in SPLITS}
-    agreement = max(float(np.abs(p_file[s] - mean[s]).max()) for s in SPLITS)
+    p_file = {s: ev.scores[s].p_fake for s in scored}
+    if any(ev.scores[s].names != reference[s] for s in scored):
+        print(f"error: the ensemble file {args.out} was scored on other images than its members", file=sys.stderr)
+        raise SystemExit(2)
+    agreement = max(float(np.abs(p_file[s] - mean[s]).max()) for s in scored)
     if args.teacher_out:
         with open(args.teacher_out, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "p_fake"])
             w.writerows([name, f"{p:.6f}"] for name, p in zip(reference["train"], mean["train"], strict=True))
-    metrics = {s: binary_metrics(labels[s], p_file[s]) for s in SPLITS}
+    metrics = {s: binary_metrics(labels[s], p_file[s]) for s in scored}
     metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], p_file["test"][~leaked])
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/cifake_ensemble.py " + " ".join(sys.argv[1:]),
         "rule": "mean of the members' P(FAKE), threshold 0.5, fixed before scoring",
+        "across_seeds": args.across_seeds,
         "model_file": args.out,
         "max_abs_difference_from_members_mean": agreement,
         "members": members,
@@ -141,8 +160,8 @@ def main() -> None:
         "train_minutes": sum(r["train_minutes"] for r in rows),
         "member_machines": sorted({f"{r['machine'].split(',')[0]}, {r['date']}" for r in rows}),
         "budget_pflops": committed["meta"]["budget_pflops"],
-        "val_accuracy": metrics["val"]["accuracy"],
-        "val_log_loss": metrics["val"]["log_loss"],
+        "val_accuracy": metrics["val"]["accuracy"] if "val" in metrics else None,
+        "val_log_loss": metrics["val"]["log_loss"] if "val" in metrics else None,
         "test_accuracy": metrics["test"]["accuracy"],
         "test_accuracy_without_leaked": metrics["test_without_leaked"]["accuracy"],
         "test_precision": metrics["test"]["precision"], "test_recall": metrics["test"]["recall"],
@@ -186,7 +205,7 @@ def markdown(r: dict) -> str:
              f"`aivsreal ensemble` writes ({r['model_file']}); its P(FAKE) is within "
              f"{r['max_abs_difference_from_members_mean']:.1e} of the members' mean.", "",
              "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
-    lines += [f"| `{name}` | {m['val_accuracy']:.4f} | {m['val_log_loss']:.4f} | {m['test_accuracy']:.4f} |"
+    lines += [f"| `{name}` | {_val(m['val_accuracy'])} | {_val(m['val_log_loss'])} | {m['test_accuracy']:.4f} |"
               for name, m in r["members"].items()]
     if r.get("selection"):
         lines += ["", f"Chosen by greedy forward selection on validation log loss within {r['select_within']:.2f} "
@@ -194,7 +213,7 @@ def markdown(r: dict) -> str:
         lines += [f"{k}. `{st['added']}`: val log loss {st['val_log_loss']:.4f}, val acc {st['val_accuracy']:.4f}, "
                   f"{st['train_pflops']:.3f} PFLOP" for k, st in enumerate(r["selection"], 1)]
         lines += ["", "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
-    lines += [f"| **ensemble** | {r['val_accuracy']:.4f} | {r['val_log_loss']:.4f} | "
+    lines += [f"| **ensemble** | {_val(r['val_accuracy'])} | {_val(r['val_log_loss'])} | "
               f"**{r['test_accuracy']:.4f}** |", "",
               f"Ensemble test accuracy without the 378 leaked images {r['test_accuracy_without_leaked']:.4f}, "
               f"precision (REAL positive) {r['test_precision']:.4f}, recall {r['test_recall']:.4f}, "
@@ -202,7 +221,15 @@ def markdown(r: dict) -> str:
               f"Training compute: {r['train_pflops']:.3f} PFLOP in all (the fast recipe's budget is "
               f"{r['budget_pflops']:.3f}, \"2 h\" six times that), {r['train_minutes']:.0f} min of training "
               f"measured on {'; '.join(r['member_machines'])}.", ""]
+    if r.get("across_seeds"):
+        lines += ["Members from different seeds, so from different splits (`--across-seeds`): each one's "
+                  "validation images are another's training images, so validation is not scored (–); test is "
+                  "the same 20,000 images for all.", ""]
     return "\n".join(lines)
+
+
+def _val(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
 
 
 if __name__ == "__main__":

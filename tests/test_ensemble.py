@@ -1,6 +1,8 @@
 """`aivsreal ensemble`: one model file whose P(FAKE) is the mean of its members', through every verb."""
 
+import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -152,3 +154,44 @@ def test_ensemble_benchmark_refuses_one_member_before_scoring(monkeypatch, tmp_p
         script.main()
     assert e.value.code == 2
     assert "--members x_seed0: an ensemble needs at least two members" in capsys.readouterr().err
+
+
+def test_seed_ensemble_scores_test_only_and_chooses_nothing(members, tmp_path, monkeypatch, capsys):
+    """Members from different seeds have different validation sets, each partly another member's
+    training images. The benchmark refuses them unless told (--across-seeds); then it scores test
+    alone, writes no validation figure, and refuses to choose members or label training images."""
+    data, a, b = members
+    script = benchmark_script("cifake_ensemble")
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for name, source, seed in (("fast_seed0", a, 0), ("fast_seed1", b, 1)):
+        (runs / name).mkdir(parents=True)
+        shutil.copy(source, runs / name / "model.pt")
+        update_model_meta(runs / name / "model.pt", split=replace(load_model_file(source)[1].split, seed=seed))
+    results.mkdir()
+    rows = [{"model": "fast", "seed": s, "train_pflops": 0.1, "train_minutes": 1.0, "machine": "test, 2 cores",
+             "date": "2026-11-29"} for s in (0, 1)]
+    (results / "cifake.json").write_text(json.dumps({"meta": {"budget_pflops": 0.454}, "rows": rows}))
+    monkeypatch.setattr(script, "RESULTS", results)
+    monkeypatch.setenv("AIVSREAL_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["cifake_ensemble.py", "--data", str(data), "--runs", str(runs), "--members", "fast_seed0", "fast_seed1",
+            "--out", str(tmp_path / "e.pt"), "--name", "seeds"]
+    for extra, message in (([], "fast_seed1 was scored on other splits than fast_seed0"),
+                           (["--across-seeds", "--select-within", "1"], "--across-seeds scores test only")):
+        monkeypatch.setattr("sys.argv", argv + extra)
+        with pytest.raises(SystemExit) as e:
+            script.main()
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (results / "seeds.json").exists()
+
+    monkeypatch.setattr("sys.argv", argv + ["--across-seeds"])
+    script.main()
+    result = json.loads((results / "seeds.json").read_text())
+    assert result["across_seeds"] and result["val_accuracy"] is None
+    assert all(m["val_accuracy"] is None and m["val_log_loss"] is None for m in result["members"].values())
+    assert result["max_abs_difference_from_members_mean"] <= 1e-4 and result["train_pflops"] == pytest.approx(0.2)
+    test = sorted((data / "test").rglob("*.jpg"))
+    labels = np.array([p.parent.name == "FAKE" for p in test])
+    images = [p.read_bytes() for p in test]
+    mean = (p_fake(a, images) + p_fake(b, images)) / 2
+    assert abs(result["test_accuracy"] - ((mean >= 0.5) == labels).mean()) <= 1 / len(test)
+    assert "| `fast_seed1` | – | – |" in (results / "seeds.md").read_text()

@@ -108,9 +108,7 @@ def main() -> None:
             raise SystemExit(2)
         for s in splits:
             p_fake[s].append(ev.scores[s].p_fake)
-        members[name] = {"val_accuracy": ev.metrics["val"]["accuracy"] if "val" in ev.metrics else None,
-                         "val_log_loss": ev.metrics["val"]["log_loss"] if "val" in ev.metrics else None,
-                         "test_accuracy": ev.metrics["test"]["accuracy"]}
+        members[name] = {**val_figures(ev.metrics), "test_accuracy": ev.metrics["test"]["accuracy"]}
         print(name, members[name], flush=True)
 
     selection = None
@@ -157,8 +155,7 @@ def main() -> None:
         "train_minutes": sum(r["train_minutes"] for r in rows),
         "member_machines": sorted({f"{r['machine'].split(',')[0]}, {r['date']}" for r in rows}),
         "budget_pflops": committed["meta"]["budget_pflops"],
-        "val_accuracy": metrics["val"]["accuracy"] if "val" in metrics else None,
-        "val_log_loss": metrics["val"]["log_loss"] if "val" in metrics else None,
+        **val_figures(metrics),
         "test_accuracy": metrics["test"]["accuracy"],
         "test_accuracy_without_leaked": metrics["test_without_leaked"]["accuracy"],
         "test_precision": metrics["test"]["precision"], "test_recall": metrics["test"]["recall"],
@@ -171,6 +168,12 @@ def main() -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / f"{stem}.md").write_text(markdown(result))
     print((RESULTS / f"{stem}.md").read_text())
+
+
+def val_figures(metrics: dict) -> dict:
+    """Validation accuracy and log loss, or None for both where validation was not scored (--across-seeds)."""
+    val = metrics.get("val")
+    return {"val_accuracy": val["accuracy"] if val else None, "val_log_loss": val["log_loss"] if val else None}
 
 
 def select_members(p_val: list[np.ndarray], labels: np.ndarray, pflops: list[float],

@@ -90,11 +90,12 @@ CONTENDERS = {
     "efficientnet_lite0_6ep": ("efficientnet_lite0", {"epochs": 6}, {}, True,
                                "the same fine-tune for 6 epochs instead of 2 (one-cycle over the 6)"),
     "efficientnet_lite0_4ep": ("efficientnet_lite0", {"epochs": 4}, {}, True,
-                               "the same fine-tune for 4 epochs instead of 2 (one-cycle over the 4; the default since "
-                               "2026-11-29): about 15% of the fast recipe's compute, and what fits a 75-minute "
-                               "sitting on an fp32-only CPU"),
+                               "the same fine-tune for 4 epochs instead of 2 (one-cycle over the 4; the default on "
+                               "2026-11-29 until the 8-epoch seeds were in): about 15% of the fast recipe's compute, "
+                               "and what fits a 75-minute sitting on an fp32-only CPU"),
     "efficientnet_lite0_8ep": ("efficientnet_lite0", {"epochs": 8}, {}, True,
-                               "the same fine-tune for 8 epochs (one-cycle over the 8): about 29% of the fast "
+                               "the same fine-tune for 8 epochs (one-cycle over the 8; the default since 2026-11-29, "
+                               "pinned so that this name keeps meaning what its rows measured): about 29% of the fast "
                                "recipe's compute; ~2 h of fp32 training on 2 CPU cores, so run in sittings (--resume)"),
     "efficientnet_lite1": ("efficientnet_lite1", {"epochs": 2}, {}, True,
                            "Lite0's fine-tune on the packaged ImageNet EfficientNet-Lite1 (deeper), 32px upsampled "

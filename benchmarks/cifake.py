@@ -97,6 +97,12 @@ CONTENDERS = {
                                "the same fine-tune for 8 epochs (one-cycle over the 8; the default since 2026-11-29, "
                                "pinned so that this name keeps meaning what its rows measured): about 29% of the fast "
                                "recipe's compute; ~2 h of fp32 training on 2 CPU cores, so run in sittings (--resume)"),
+    "efficientnet_lite0_96px": ("efficientnet_lite0", {"epochs": 2}, {"input_size": 96}, True,
+                               "a goal-2 pilot: Lite0's 2-epoch fine-tune with CIFAKE's 32px upsampled to 96px "
+                               "instead of 64 (419 instead of 186 MFLOP per training image)"),
+    "efficientnet_lite2": ("efficientnet_lite2", {"epochs": 2}, {}, True,
+                           "a goal-2 pilot: Lite0's 2-epoch fine-tune on the packaged ImageNet EfficientNet-Lite2, "
+                           "32px upsampled to 64px (280 instead of 186 MFLOP per training image)"),
     "efficientnet_lite1": ("efficientnet_lite1", {"epochs": 2}, {}, True,
                            "Lite0's fine-tune on the packaged ImageNet EfficientNet-Lite1 (deeper), 32px upsampled "
                            "to 64px, 2 epochs"),

@@ -205,3 +205,19 @@ def test_autocast_only_where_the_cpu_does_bf16_natively(monkeypatch):
         assert not torch.is_autocast_enabled("cpu")
     native, _ = logits_and_features(model, images, cpu, amp=True)
     assert not np.array_equal(native, fp32) and np.allclose(native, fp32, atol=0.1)
+
+
+def test_lite_recipes_train_in_fp32_on_cpu_even_with_native_bf16(monkeypatch):
+    """oneDNN's bf16 depthwise convs trained Lite0 at 0.54x of fp32 on a 2-core AMX Xeon while `fast`
+    gained 1.9x (2026-12-06, results/precision.md): the recipe decides, not the CPU alone."""
+    import aivsreal.device as device_module
+    from aivsreal.models import train_recipe
+    from aivsreal.train.loop import TrainConfig
+
+    cpu = torch.device("cpu")
+    fast, lite = (TrainConfig.for_model(train_recipe(name)) for name in ("fast", "efficientnet_lite0"))
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: True)
+    assert fast.amp(cpu) and not lite.amp(cpu)
+    assert lite.amp(torch.device("cuda"))  # GPUs keep mixed precision for every recipe
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: False)
+    assert not fast.amp(cpu)

@@ -37,12 +37,13 @@ PACKAGED = {
 }
 # Fine-tuning: AdamW with a short one-cycle schedule from ImageNet weights. Eight epochs give Lite0 98.51%
 # on CIFAKE over three seeds against four epochs' 98.23% and two epochs' 97.74% (cifake_tuning.md), for
-# ~2 h of training on 2 CPU cores without native bf16 (~1 h with it): the default switched from 4 only
-# because the 3-seed gain beat a rule fixed before scoring. Lite1/2 share the recipe untuned (each was
+# ~2 h of fp32 training on 2 CPU cores: the default switched from 4 only because the 3-seed gain beat a
+# rule fixed before scoring. CPUs train it in fp32 even with native bf16, where oneDNN's bf16 depthwise
+# convs ran training at 0.54x of fp32 (results/precision.md). Lite1/2 share the recipe untuned (each was
 # measured over 2 epochs only, one seed).
 TRAIN_RECIPE = {"epochs": 8, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.1, "max_shift": 2, "flip": True,
-                "patience": 3}
+                "patience": 3, "cpu_amp": False}
 
 
 def default_config(variant: str) -> ModelConfig:

@@ -255,7 +255,7 @@ def train_contenders(args: argparse.Namespace) -> list[dict]:
             "params": summary["model"]["params"],
             "epochs": tr["epochs_run"], "best_epoch": tr["best_epoch"], "stopped_early": tr["stopped_early"],
             "train_minutes": tr["seconds"] / 60, "run_minutes_incl_data_and_eval": wall / 60,
-            "train_img_per_s": tr["median_img_per_s"],
+            "train_img_per_s": tr["median_img_per_s"], "train_precision": tr["precision"],
             "train_pflops": tr.get("pflops"), "images_seen": tr.get("images_seen"),
             "machine": f"{cpu_name()}, {os.cpu_count()} cores", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "command": "python benchmarks/cifake.py " + " ".join(sys.argv[1:]),

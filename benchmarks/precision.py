@@ -5,7 +5,9 @@
 aivsreal turns CPU autocast on only where oneDNN runs bf16 on the CPU's own instructions
 (AVX512-BF16 or AMX; aivsreal/device.py); elsewhere `--precision bf16` runs fp32. This measures
 both sides of that rule on the machine at hand, with autocast forced on whatever the rule says, so
-the rule can be checked anywhere. Writes benchmarks/results/precision.{json,md}.
+the rule can be checked anywhere. Writes benchmarks/results/precision.{json,md}, one section per
+CPU: a run replaces its CPU's earlier one and keeps the others (AVX2-only AMD: bf16 8-18x slower;
+AMX Xeon: bf16 trains `fast` 1.9x faster but Lite0 at 0.54x, hence the Lite recipes' `cpu_amp`).
 
 Freshly initialised networks (speed does not depend on the weights), channels_last as in training,
 random pixels at each model's image size; a training step is forward, BCE loss, backward and an
@@ -99,7 +101,8 @@ def main() -> None:
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "command": " ".join(["python benchmarks/precision.py", *sys.argv[1:]]), "cpu": cpu_name(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "cpu_bf16_native": cpu_bf16_native(), "train_batch": args.train_batch, "infer_batch": args.infer_batch}
+            "cpu_bf16_native": cpu_bf16_native(), "train_batch": args.train_batch, "infer_batch": args.infer_batch,
+            "rounds": args.rounds, "min_seconds": args.min_seconds}
     print(json.dumps(meta), flush=True)
     rounds: dict[tuple[str, str, str], list[float]] = {}
     for _ in range(args.rounds):  # rounds interleave the models, so a slow spell of the machine hits all alike
@@ -111,23 +114,37 @@ def main() -> None:
     rows = [{"model": name, "pass": phase, "precision": precision, "img_per_s": statistics.median(values),
              "rounds": [round(v, 1) for v in values]} for (name, phase, precision), values in rounds.items()]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "precision.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    machines = merged(RESULTS / "precision.json", {"meta": meta, "rows": rows})
+    (RESULTS / "precision.json").write_text(json.dumps({"machines": machines}, indent=2) + "\n")
+    text = "\n".join(line for machine in machines for line in section(machine["meta"], machine["rows"]))
+    (RESULTS / "precision.md").write_text(text)
+    print(text)
+
+
+def merged(path: Path, run: dict) -> list[dict]:
+    """Every CPU's latest run, oldest first: a run replaces the earlier one from its CPU and keeps the
+    others', because which precision pays is a property of the CPU (and of the network)."""
+    earlier = json.loads(path.read_text())["machines"] if path.exists() else []
+    kept = [m for m in earlier if m["meta"]["cpu"] != run["meta"]["cpu"]]
+    return sorted([*kept, run], key=lambda m: m["meta"]["date"])
+
+
+def section(meta: dict, rows: list[dict]) -> list[str]:
     native = "has" if meta["cpu_bf16_native"] else "has no"
-    lines = [f"Measured {meta['date']} on {meta['cpu']}, {meta['cpus']} cores (torch {meta['torch']}): "
-             f"`{meta['command']}`. This CPU {native} native bf16 (oneDNN), so aivsreal "
-             f"{'turns bf16 autocast on' if meta['cpu_bf16_native'] else 'keeps autocast off and runs fp32'} "
-             f"here. Images/s: median of {args.rounds} interleaved rounds, each the median of timed steps over "
-             f"{args.min_seconds:g} s; training steps of batch {args.train_batch}, inference batches of "
-             f"{args.infer_batch}, bf16 autocast forced on for the bf16 column.", "",
+    rule = ("turns bf16 autocast on here, except for the training steps of recipes that set `cpu_amp` off "
+            "(the Lite ones)" if meta["cpu_bf16_native"] else "keeps autocast off and runs fp32 here")
+    lines = [f"## {meta['cpu']}, {meta['date']}", "",
+             f"{meta['cpus']} cores, torch {meta['torch']}: `{meta['command']}`. This CPU {native} native bf16 "
+             f"(oneDNN), so aivsreal {rule}. Images/s: median of {meta['rounds']} interleaved rounds, each the "
+             f"median of timed steps over {meta['min_seconds']:g} s; training steps of batch {meta['train_batch']}, "
+             f"inference batches of {meta['infer_batch']}, bf16 autocast forced on for the bf16 column.", "",
              "| model | pass | fp32 img/s | bf16 img/s | bf16 / fp32 |", "|---|---|---|---|---|"]
     speed = {(r["model"], r["pass"], r["precision"]): r["img_per_s"] for r in rows}
-    for name in args.models:
+    for name in dict.fromkeys(r["model"] for r in rows):
         for phase in ("train", "inference"):
             fp32, bf16 = speed[name, phase, "fp32"], speed[name, phase, "bf16"]
             lines.append(f"| `{name}` | {phase} | {fp32:,.1f} | {bf16:,.1f} | {bf16 / fp32:.2f}x |")
-    (RESULTS / "precision.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    return [*lines, ""]
 
 if __name__ == "__main__":
     main()

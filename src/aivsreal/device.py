@@ -1,11 +1,12 @@
 """Pick the device and the mixed-precision mode once, so training and inference agree.
 
-On CPU, bf16 autocast with channels_last trains our CNNs 1.6-2.3x faster than fp32 (measured
-on a 2-core AMD EPYC, see benchmarks/) -- but only where the CPU does bf16 natively (AVX512-BF16 or
-AMX). On a plain AVX2 CPU oneDNN emulates it, 8-18x slower than fp32 on 2026-11-29's AVX2-only
-AMD EPYC (benchmarks/results/precision.md; benchmarks/precision.py times both on any machine), so
-there autocast stays off and `--precision bf16` quietly runs fp32. On CUDA, bf16 where the GPU has
-it, else fp16.
+On CPU, bf16 autocast with channels_last trains `fast` 1.9x faster than fp32 and runs inference
+1.6-3.3x faster (a 2-core AMX Xeon, benchmarks/results/precision.md) -- but only where the CPU does
+bf16 natively (AVX512-BF16 or AMX), and not for every network: there it trained the depthwise-conv
+Lite nets at 0.54x, so their recipes keep CPU training in fp32 (TrainConfig.cpu_amp). On a plain
+AVX2 CPU oneDNN emulates it, 8-18x slower than fp32 on 2026-11-29's AVX2-only AMD EPYC
+(benchmarks/precision.py times both on any machine), so there autocast stays off and `--precision
+bf16` quietly runs fp32. On CUDA, bf16 where the GPU has it, else fp16.
 """
 
 from __future__ import annotations

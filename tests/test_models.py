@@ -217,7 +217,7 @@ def test_lite_recipes_train_in_fp32_on_cpu_even_with_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     fast, lite = (TrainConfig.for_model(train_recipe(name)) for name in ("fast", "efficientnet_lite0"))
     monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: True)
-    assert fast.amp(cpu) and not lite.amp(cpu)
-    assert lite.amp(torch.device("cuda"))  # GPUs keep mixed precision for every recipe
+    assert device_module.train_amp(cpu, fast.cpu_amp) and not device_module.train_amp(cpu, lite.cpu_amp)
+    assert device_module.train_amp(torch.device("cuda"), lite.cpu_amp)  # GPUs: mixed precision for every recipe
     monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: False)
-    assert not fast.amp(cpu)
+    assert not device_module.train_amp(cpu, fast.cpu_amp)

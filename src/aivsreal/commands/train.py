@@ -12,7 +12,7 @@ import torch
 
 from aivsreal.commands.evaluate import summary_of, write_evaluation
 from aivsreal.data.splits import DataOptions
-from aivsreal.device import amp_dtype, resolve_device
+from aivsreal.device import amp_dtype, resolve_device, train_amp
 from aivsreal.errors import AivsrealError
 from aivsreal.evaluate.calibration import CalibrationOptions, calibrate_on_val
 from aivsreal.evaluate.scores import score_splits
@@ -84,7 +84,8 @@ def train_and_evaluate(
                      "best_val_loss": state.best_val_loss, "seconds": state.seconds,
                      "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early,
                      "flops_per_image": flops, "images_seen": images_seen, "pflops": flops * images_seen / 1e15,
-                     "precision": str(amp_dtype(dev)).removeprefix("torch.") if cfg.amp(dev) else "float32",
+                     "precision": (str(amp_dtype(dev)).removeprefix("torch.") if train_amp(dev, cfg.cpu_amp)
+                                   else "float32"),
                      "codec_chain": asdict(CodecChain()) if config.crop and cfg.codec_chain else None},
         "processes": distributed.world_size(),
     })

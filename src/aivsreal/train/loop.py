@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from aivsreal.data.cache import DecodedSplit
 from aivsreal.data.stream import CentreCrops
-from aivsreal.device import amp_dtype, amp_enabled, autocast
+from aivsreal.device import amp_dtype, autocast, train_amp
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, pixels_to, to_tensor
 from aivsreal.train import checkpoint, distributed
@@ -62,9 +62,7 @@ class TrainConfig:
     workers: int = 2  # --crop runs: processes decoding training views ahead (no effect on the result)
     seed: int = 0
     time_budget_s: float | None = None  # stop before an epoch that would overrun it
-    # bf16 training steps on a CPU with native bf16: off for nets whose bf16 backward oneDNN runs slower
-    # than fp32 there (depthwise convs: Lite0 trains at 0.54x on a 2-core AMX Xeon, results/precision.md)
-    cpu_amp: bool = True
+    cpu_amp: bool = True  # bf16 steps on a native-bf16 CPU; off where slower than fp32 (device.train_amp)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.degrade <= 1.0:
@@ -78,10 +76,6 @@ class TrainConfig:
                                 f"64 (got {self.bias_lr_scale})")
         if self.workers < 0:
             raise AivsrealError(f"--workers is a number of processes, 0 or more (got {self.workers})")
-
-    def amp(self, device: torch.device) -> bool:
-        """Whether training steps run in mixed precision on `device` (GPUs always, where it pays)."""
-        return amp_enabled(device) and (device.type == "cuda" or self.cpu_amp)
 
     @classmethod
     def for_model(cls, recipe: dict[str, Any], **overrides: Any) -> TrainConfig:
@@ -234,7 +228,7 @@ def train(
             y = y_all[idx].to(device, non_blocking=True)
             flip = flips(idx, state.epoch) if flips else cfg.flip
             x = cutout(flip_and_translate(x, flip, cfg.max_shift, gen), cfg.cutout, gen)
-            with autocast(device, enabled=cfg.amp(device)):
+            with autocast(device, enabled=train_amp(device, cfg.cpu_amp)):
                 logits = net(x).float()
             target = soft_targets(y, cfg.label_smoothing)
             if teacher is not None:

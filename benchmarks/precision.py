@@ -146,5 +146,6 @@ def section(meta: dict, rows: list[dict]) -> list[str]:
             lines.append(f"| `{name}` | {phase} | {fp32:,.1f} | {bf16:,.1f} | {bf16 / fp32:.2f}x |")
     return [*lines, ""]
 
+
 if __name__ == "__main__":
     main()

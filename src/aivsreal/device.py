@@ -3,7 +3,7 @@
 On CPU, bf16 autocast with channels_last trains `fast` 1.9x faster than fp32 and runs inference
 1.6-3.3x faster (a 2-core AMX Xeon, benchmarks/results/precision.md) -- but only where the CPU does
 bf16 natively (AVX512-BF16 or AMX), and not for every network: there it trained the depthwise-conv
-Lite nets at 0.54x, so their recipes keep CPU training in fp32 (TrainConfig.cpu_amp). On a plain
+Lite0 at 0.54x, so the Lite recipes keep CPU training in fp32 (TrainConfig.cpu_amp). On a plain
 AVX2 CPU oneDNN emulates it, 8-18x slower than fp32 on 2026-11-29's AVX2-only AMD EPYC
 (benchmarks/precision.py times both on any machine), so there autocast stays off and `--precision
 bf16` quietly runs fp32. On CUDA, bf16 where the GPU has it, else fp16.
@@ -45,7 +45,7 @@ def amp_enabled(device: torch.device) -> bool:
 
 def train_amp(device: torch.device, cpu_amp: bool = True) -> bool:
     """Whether training steps run in mixed precision: wherever it pays, except on CPUs for recipes whose
-    bf16 backward oneDNN runs slower than fp32 (the Lite nets' depthwise convs: 0.54x on an AMX Xeon)."""
+    bf16 backward oneDNN runs slower than fp32 (Lite0's depthwise convs: 0.54x on an AMX Xeon)."""
     return amp_enabled(device) and (device.type == "cuda" or cpu_amp)
 
 

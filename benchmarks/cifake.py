@@ -104,6 +104,12 @@ CONTENDERS = {
                                     "the goal-2 long run, chosen by the pilots' rule (cifake_tuning.md): Lite0's "
                                     "8-epoch fine-tune at 96px (one-cycle over the 8; 0.30 PFLOP, 11% of the 2-hour "
                                     "budget); ~3 h of fp32 training on 2 CPU cores, so run in sittings (--resume)"),
+    "efficientnet_lite0_128px": ("efficientnet_lite0", {"epochs": 2}, {"input_size": 128}, True,
+                                "a goal-2 pilot after the 96px long run: Lite0's 2-epoch fine-tune at 128px (745 "
+                                "instead of 419 MFLOP per training image)"),
+    "efficientnet_lite2_96px": ("efficientnet_lite2", {"epochs": 2}, {"input_size": 96}, True,
+                                "a goal-2 pilot after the 96px long run: the same 2-epoch fine-tune on the packaged "
+                                "ImageNet EfficientNet-Lite2 at 96px"),
     "efficientnet_lite2": ("efficientnet_lite2", {"epochs": 2}, {}, True,
                            "a goal-2 pilot: Lite0's 2-epoch fine-tune on the packaged ImageNet EfficientNet-Lite2, "
                            "32px upsampled to 64px (280 instead of 186 MFLOP per training image)"),

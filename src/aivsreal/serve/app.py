@@ -71,10 +71,11 @@ def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
 
 
 def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
-               body_timeout_s: float = BODY_STALL_S) -> FastAPI:
-    """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector."""
+               body_timeout_s: float = BODY_STALL_S, precision: str = "bf16") -> FastAPI:
+    """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector.
+    `precision="fp32"` answers exactly what `predict --precision fp32` does (bf16 is faster on CPUs with it)."""
     source = resolve_model(model_path)
-    detector = Detector.load(source, device=device)
+    detector = Detector.load(source, device=device, precision=precision)
     predictor = BatchingPredictor(detector)
     info = model_info(detector, source)
     explainer = Explainer(detector)

@@ -1,11 +1,14 @@
 """ONNX: `aivsreal export` writes a model file as ONNX, `OnnxScorer` runs one with onnxruntime.
 
-The graph takes float32 pixels in [0, 255], NCHW, at the model's image size, with a dynamic
-batch axis, and returns P(FAKE) per image (test-time flip averaging included when the model
-uses it, and the temperature from `--calibrate`), so onnxruntime users need only decode,
-resize and transpose. A second output, `features`, feeds the domain check stored in the
-file's metadata (the geometry half needs the image's size before decoding, which the graph
-never sees).
+The graph takes float32 pixels in [0, 255], NCHW, at the model's view size, with a dynamic
+batch axis, and returns P(FAKE) per view (test-time flip averaging included when the model
+uses it, and the temperature from `--calibrate`). A whole-image model has one view per image
+(the image resized), so onnxruntime users need only decode, resize and transpose. A native-crop
+model (`train --crop N`) has up to 9 views per image: N px tiles cut at native resolution,
+whose logits are averaged outside the graph. The metadata says which, in words (`preprocessing`)
+and as data (`views`), so that onnxruntime alone reproduces `predict` (docs: the export recipe).
+A second output, `features`, feeds the domain check stored in the file's metadata (the geometry
+half needs the image's size before decoding, which the graph never sees).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from aivsreal.data.crops import MAX_TILES
 from aivsreal.errors import AivsrealError
-from aivsreal.models import DetectorNet
+from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.file import CLASS_NAMES, ModelMeta, read_config
 from aivsreal.models.hub import ModelRef, load_model, resolve_model
 from aivsreal.models.network import forward_with_features
@@ -48,12 +52,33 @@ def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
             "aivsreal_version": meta.aivsreal_version,
             "domain": meta.domain.to_dict() if meta.domain else None,
         }),
-        "preprocessing": (f"decode to RGB (EXIF-rotated, alpha over white), bicubic resize to "
-                          f"{cfg.image_size}x{cfg.image_size}, float32 NCHW pixels in [0, 255]; "
-                          "normalisation is inside the graph"),
-        "output": ("p_fake: P(FAKE) per image; FAKE when p_fake >= threshold. features: the penultimate "
-                   "features the domain check in the aivsreal metadata reads (models/domain.py)"),
+        "preprocessing": preprocessing(cfg),
+        "views": json.dumps(views(cfg)),
+        "output": ("p_fake: P(FAKE) per view; FAKE when the image's P(FAKE) >= threshold. features: the penultimate "
+                   "features the domain check in the aivsreal metadata reads (models/domain.py), averaged over "
+                   "an image's views"),
     }
+
+
+def views(cfg: ModelConfig) -> dict[str, object]:
+    """What the graph's batch holds per image, as data a non-Python runtime can follow."""
+    if cfg.crop is None:
+        return {"kind": "resize", "size": cfg.image_size, "resample": "bicubic", "per_image": 1}
+    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, "grid": "per axis ceil(L/size) "
+            "tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); a side under size is "
+            "reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
+
+
+def preprocessing(cfg: ModelConfig) -> str:
+    decode = "decode to RGB (EXIF-rotated, alpha over white)"
+    tail = "float32 NCHW pixels in [0, 255]; normalisation is inside the graph"
+    if cfg.crop is None:
+        return f"{decode}, bicubic resize to {cfg.image_size}x{cfg.image_size}, {tail}"
+    n = cfg.crop
+    return (f"{decode} at native resolution, never resized; cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "
+            f"the image (per axis ceil(side/{n}) tiles, at most {int(MAX_TILES ** 0.5)}, the first at 0 and the last "
+            f"at side-{n}; a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
+            "P(FAKE) = sigmoid(mean over its tiles of log(p/(1-p)))")
 
 
 def export_onnx(model_path: ModelRef, out_path: str | Path) -> Path:
@@ -62,7 +87,7 @@ def export_onnx(model_path: ModelRef, out_path: str | Path) -> Path:
     source = resolve_model(model_path)
     network, meta = load_model(source)
     head = ProbabilityHead(network.float().eval(), meta.tta, meta.temperature).eval()
-    size = network.config.image_size
+    size = network.config.crop or network.config.image_size
     example = torch.rand(2, 3, size, size) * 255
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from aivsreal.data.cache import load_split
 from aivsreal.data.sources import find_splits
 from aivsreal.data.splits import DataOptions, SplitRecipe
 from aivsreal.predict.detector import Detector
+from aivsreal.report.provenance import provenance
 from aivsreal.safe_io import safe_load
 from aivsreal.train.checkpoint import CHECKPOINT
 
@@ -299,6 +300,7 @@ def budget_minutes(rows: list[dict], args: argparse.Namespace) -> float | None:
 
 def write_results(rows: list[dict], args: argparse.Namespace, decode_img_s: float) -> None:
     command = rows[0]["command"] if args.rows_from else "python benchmarks/cifake.py " + " ".join(sys.argv[1:])
+    header = provenance().to_dict()  # before this function writes into results/ (that would read as dirty)
     fresh, rows = rows, merge_with_earlier(rows)
     recount_pflops(rows)
     best = max(rows, key=lambda r: r["test_accuracy"])
@@ -318,7 +320,8 @@ def write_results(rows: list[dict], args: argparse.Namespace, decode_img_s: floa
     }
     if any(r.get("from_earlier_run") for r in rows):
         meta["note"] = "rows marked from_earlier_run were measured by the previous run of this script"
-    (RESULTS / "cifake.json").write_text(json.dumps({"meta": meta, "rows": rows, "seed": SEED_ROW}, indent=2))
+    (RESULTS / "cifake.json").write_text(json.dumps(
+        {"provenance": header, "meta": meta, "rows": rows, "seed": SEED_ROW}, indent=2))
     (RESULTS / "cifake.md").write_text(markdown(meta, rows, best["model"]))
     print((RESULTS / "cifake.md").read_text())
 

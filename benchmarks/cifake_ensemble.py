@@ -47,6 +47,7 @@ from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.evaluate.scores import score_splits
 from aivsreal.models.ensemble import make_ensemble
 from aivsreal.models.file import save_model
+from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("val", "test")
@@ -141,6 +142,7 @@ def main() -> None:
     metrics = {s: binary_metrics(labels[s], p_file[s]) for s in scored}
     metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], p_file["test"][~leaked])
     result = {
+        "provenance": provenance().to_dict(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/cifake_ensemble.py " + " ".join(sys.argv[1:]),
         "rule": "mean of the members' P(FAKE), threshold 0.5, fixed before scoring",

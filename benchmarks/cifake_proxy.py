@@ -26,6 +26,7 @@ from cifake import CONTENDERS, RESULTS  # noqa: E402
 
 from aivsreal.commands.train import train_and_evaluate  # noqa: E402
 from aivsreal.data.splits import DataOptions, SplitRecipe  # noqa: E402
+from aivsreal.report.provenance import provenance
 
 
 def proxy(name: str, epochs: int, seed: int, data: str, runs: Path) -> dict:
@@ -53,12 +54,13 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     path = RESULTS / "cifake_proxies.json"
-    rows = json.loads(path.read_text()) if path.exists() else []
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    header = provenance().to_dict()
     for name in args.models:
         row = proxy(name, args.epochs, args.seed, args.data, args.runs)
         print(json.dumps(row), flush=True)
         rows = [r for r in rows if (r["model"], r["epochs"], r["seed"]) != (name, args.epochs, args.seed)] + [row]
-        path.write_text(json.dumps(rows, indent=1) + "\n")
+        path.write_text(json.dumps({"provenance": header, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from aivsreal.data.splits import DataOptions
 from aivsreal.models.domain import DomainCheck
 from aivsreal.models.network import logits_and_features
 from aivsreal.predict.detector import sigmoid
+from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 SKIMAGE_PHOTOS = ("astronaut", "camera", "cat", "coffee", "coins", "eagle", "grass", "gravel", "brick",
@@ -125,6 +126,7 @@ def main() -> None:
     kept = test_maha <= 1.0
     correct = (test_p >= meta.threshold) == rd.test.labels
     result = {
+        "provenance": provenance().to_dict(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/domain.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "model": args.model,

@@ -29,6 +29,7 @@ from aivsreal.models import build_model, default_config
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
 from aivsreal.predict.onnx import export_onnx
+from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -88,7 +89,8 @@ def main() -> None:
             + " ".join(sys.argv[1:]), "cpus": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cpu_bf16_native": cpu_bf16_native()}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "inference.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / "inference.json").write_text(json.dumps(
+        {"provenance": provenance().to_dict(), "meta": meta, "rows": rows}, indent=2))
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPU cores (torch {meta['torch']}): `{meta['command']}`. "
              f"Images/s on decoded 32x32 pixels: median of {args.rounds} interleaved rounds, each the median of "
              "timed calls over 3 s; TTA (2 passes) as each model uses it. Run-to-run spread on this VM is "

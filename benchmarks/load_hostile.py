@@ -29,6 +29,8 @@ import httpx
 from load_test import run_clients, start_server
 from PIL import Image
 
+from aivsreal.report.provenance import provenance
+
 RESULTS = Path(__file__).parent / "results"
 GOAL_MB = 1536
 
@@ -82,6 +84,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
 
+    result = {"provenance": provenance().to_dict(), **result}
     result.update(date=datetime.now(UTC).strftime("%Y-%m-%d"),
                   command="python benchmarks/load_hostile.py " + " ".join(sys.argv[1:]),
                   files_sent={name: f"{len(data):,} bytes, 8000x7999" for name, data in files.items()},

@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 
 from aivsreal.predict.detector import Detector
+from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -126,6 +127,7 @@ def main() -> None:
 
     lat_ms = np.array(latencies) * 1000
     result = {
+        "provenance": provenance().to_dict(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/load_test.py " + " ".join(sys.argv[1:]),
         "clients": args.clients, "seconds": round(elapsed, 1), "requests": sent[0],

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from aivsreal.device import cpu_bf16_native
 from aivsreal.models import build_model, default_config
+from aivsreal.report.provenance import provenance
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cifake import RESULTS, cpu_name  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="repeat every measurement; report the median")
     ap.add_argument("--min-seconds", type=float, default=3.0, help="time each measurement at least this long")
     args = ap.parse_args()
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    meta = {"provenance": provenance().to_dict(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "command": " ".join(["python benchmarks/precision.py", *sys.argv[1:]]), "cpu": cpu_name(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cpu_bf16_native": cpu_bf16_native(), "train_batch": args.train_batch, "infer_batch": args.infer_batch,
@@ -115,7 +116,8 @@ def main() -> None:
              "rounds": [round(v, 1) for v in values]} for (name, phase, precision), values in rounds.items()]
     RESULTS.mkdir(exist_ok=True)
     machines = merged(RESULTS / "precision.json", {"meta": meta, "rows": rows})
-    (RESULTS / "precision.json").write_text(json.dumps({"machines": machines}, indent=2) + "\n")
+    (RESULTS / "precision.json").write_text(json.dumps({"provenance": meta["provenance"], "machines": machines},
+                                                       indent=2) + "\n")
     text = "\n".join(line for machine in machines for line in section(machine["meta"], machine["rows"]))
     (RESULTS / "precision.md").write_text(text)
     print(text)

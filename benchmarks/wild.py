@@ -78,6 +78,7 @@ from aivsreal.models import DetectorNet, build_model, default_config, pixels_to,
 from aivsreal.models.file import ModelMeta
 from aivsreal.models.vit_probe import ARCHS
 from aivsreal.predict.detector import Detector
+from aivsreal.report.provenance import provenance
 from aivsreal.train.augment import CodecChain
 from aivsreal.train.compute import train_flops_per_image
 from aivsreal.train.loop import TrainConfig, train
@@ -480,7 +481,7 @@ def main() -> None:
         **{name: scores for name, (scores, _) in trained.items()},
         "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),
     }
-    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    result = {"provenance": provenance().to_dict(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
                          + (f"; features on {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),

@@ -104,13 +104,55 @@ def test_measure_scores_every_perturbation_with_the_threshold():
     assert rows[0].accuracy == 0.5 and rows[0].fake_recall == 0.0 and rows[0].real_flagged == 0.0
 
 
+def borderline_test_set(root, train_from):
+    """A test split the model is unsure about: blends of its REAL and FAKE training looks, the FAKE ones
+    a little further along, so its scores sit around the threshold and perturbations move verdicts."""
+    import shutil
+
+    from conftest import jpeg_bytes, synthetic_image
+
+    rng = np.random.default_rng(7)
+    for cls, low, high in (("REAL", 0.45, 0.7), ("FAKE", 0.6, 0.85)):
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(16):
+            a = rng.uniform(low, high)
+            img = a * synthetic_image(1, rng) + (1 - a) * synthetic_image(0, rng)
+            (root / "test" / cls / f"{i}.jpg").write_bytes(jpeg_bytes(np.clip(img, 0, 255).astype(np.uint8)))
+    shutil.copytree(train_from / "train", root / "train")
+    return root
+
+
 def test_robustness_cli_writes_table_json_and_plot(trained_run, tmp_path, capsys):
+    """Every number in robustness.json and robustness.md is what scoring the perturbed images directly gives."""
+    from aivsreal.predict.detector import Detector
+
     data, run = trained_run
+    data = borderline_test_set(tmp_path / "data", data)
     out = tmp_path / "rob"
     assert main(["robustness", "--model", str(run / "model.pt"), "--data", str(data), "--out", str(out),
                  "--no-cache"]) == 0
     rows = json.loads((out / "robustness.json").read_text())
-    assert len(rows) == 1 + len(rb.PERTURBATIONS) and rows[0]["n"] == 64
-    assert all(0 <= r["accuracy"] <= 1 for r in rows)
-    assert "| JPEG q50 |" in (out / "robustness.md").read_text() and "| JPEG q50 |" in capsys.readouterr().out
+    det = Detector.load(run / "model.pt", device="cpu")
+    # in the loader's order, REAL then FAKE, each by name: the noise is seeded per array, not per image
+    paths = [*sorted((data / "test" / "REAL").glob("*.jpg")), *sorted((data / "test" / "FAKE").glob("*.jpg"))]
+    images = np.stack([det.to_pixels(p) for p in paths])
+    fake = np.array([p.parent.name == "FAKE" for p in paths])
+    clean = rb.Perturbation("clean", 0, "clean", lambda x: x)
+    table = (out / "robustness.md").read_text()
+    expected_accuracy = []
+    for row, pert in zip(rows, (clean, *rb.PERTURBATIONS), strict=True):
+        p_fake = det.predict_proba(pert.apply(images))
+        flagged = p_fake >= det.threshold
+        auc = np.mean([(f > r) + 0.5 * (f == r) for f in p_fake[fake] for r in p_fake[~fake]])  # Mann-Whitney
+        expected = {"family": pert.family, "strength": pert.strength, "label": pert.label, "n": 32,
+                    "accuracy": np.mean(flagged == fake), "roc_auc": auc, "fake_recall": flagged[fake].mean(),
+                    "real_flagged": flagged[~fake].mean()}
+        assert row == pytest.approx(expected, abs=1e-9), pert.label
+        change = "" if pert is clean else f"{(expected['accuracy'] - rows[0]['accuracy']) * 100:+.2f} pt"
+        assert (f"| {pert.label} | {expected['accuracy']:.4f} | {change} | {auc:.4f} | "
+                f"{expected['fake_recall']:.4f} | {expected['real_flagged']:.4f} |") in table.splitlines()
+        expected_accuracy.append(expected["accuracy"])
+    assert len(set(expected_accuracy)) >= 2 and 0.3 < min(expected_accuracy) < max(expected_accuracy) < 1  # not trivial
+    assert any(r["fake_recall"] != r["real_flagged"] for r in rows)
+    assert "| JPEG q50 |" in capsys.readouterr().out
     assert Image.open(out / "plots" / "robustness.png").size[0] > 500

@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from aivsreal.cli import main
 from aivsreal.data import perturb
 from aivsreal.evaluate import robustness as rb
+from aivsreal.report.provenance import KEYS
 
 # libjpeg's (IJG) standard luminance quantisation table (JPEG spec, Annex K), in natural order.
 IJG_LUMA = np.array([
@@ -131,7 +133,10 @@ def test_robustness_cli_writes_table_json_and_plot(trained_run, tmp_path, capsys
     out = tmp_path / "rob"
     assert main(["robustness", "--model", str(run / "model.pt"), "--data", str(data), "--out", str(out),
                  "--no-cache"]) == 0
-    rows = json.loads((out / "robustness.json").read_text())
+    written = json.loads((out / "robustness.json").read_text())
+    rows = written["rows"]
+    header = written["provenance"]
+    assert tuple(header) == KEYS and header["versions"]["torch"] == torch.__version__.split("+")[0]
     det = Detector.load(run / "model.pt", device="cpu")
     # in the loader's order, REAL then FAKE, each by name: the noise is seeded per array, not per image
     paths = [*sorted((data / "test" / "REAL").glob("*.jpg")), *sorted((data / "test" / "FAKE").glob("*.jpg"))]

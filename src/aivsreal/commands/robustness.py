@@ -14,6 +14,7 @@ from aivsreal.data.splits import DataOptions
 from aivsreal.evaluate import robustness
 from aivsreal.predict.detector import Detector
 from aivsreal.report import figures
+from aivsreal.report.provenance import provenance
 from aivsreal.safe_io import writable_dir
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def measure_robustness(det: Detector, test: DecodedSplit, out: Path,
     # [:] reads a --crop run's test crops from disk into memory (use --limit on a large test split)
     rows = robustness.measure(det.predict_proba, test.images[:], test.labels, det.threshold,
                               clean_p_fake=clean_p_fake)
-    (out / "robustness.json").write_text(json.dumps(robustness.rows_to_dicts(rows), indent=2))
+    (out / "robustness.json").write_text(json.dumps({"provenance": provenance().to_dict(),
+                                                     "rows": robustness.rows_to_dicts(rows)}, indent=2))
     (out / "robustness.md").write_text(
         f"# Robustness of `{det.name}` (threshold {det.threshold:.4f})\n\n{robustness.markdown_table(rows)}\n\n"
         "![accuracy per perturbation strength](plots/robustness.png)\n")

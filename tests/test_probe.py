@@ -134,9 +134,12 @@ def test_spectrum_probe_trains_from_the_command_line_on_native_crops_and_refuses
     args = ["train", "--model", "spectrum_probe", "--data", str(tmp_path / "data"), "--epochs", "1",
             "--batch-size", "4", "--no-cache", "--out"]
     assert main([*args, str(tmp_path / "run"), "--crop", "64"]) == 0
-    [pred] = Detector.load(tmp_path / "run" / "model.pt", device="cpu").predict([jpeg(rng.integers(
-        0, 256, (150, 170, 3), dtype=np.uint8))])
-    assert 0 <= pred.p_fake <= 1
+    det = Detector.load(tmp_path / "run" / "model.pt", device="cpu", precision="fp32")
+    data = jpeg(structured_photo(150, 170, rng))
+    [pred] = det.predict([data])
+    # 64 px tiles at native resolution: 3 per axis, the first at one edge, the last at the other
+    expected = p_fake_by_hand(det, tiles_by_hand(data, 64, ys=(0, 43, 86), xs=(0, 53, 106)))
+    assert pred.p_fake == pytest.approx(expected, abs=1e-5)
     capsys.readouterr()
     assert main([*args, str(tmp_path / "bad"), "--crop", "100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -168,6 +171,37 @@ def test_wide_features_are_projected_and_an_image_off_the_subspace_is_caught():
     assert np.mean(check.feature_score(shifted) > 1) > 0.9
 
 
+def structured_photo(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Coloured waves, a noisy right half and an 8 px stripe in the top half: each native tile of it
+    scores differently, so a wrong tile grid, resampling or way of averaging changes P(fake)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = 120 + 60 * np.sin(xx / (width / 20))[..., None] * np.array([1, 0.5, -0.5])
+    img = img + 40 * np.cos(yy / (height / 12))[..., None]
+    img = img + rng.normal(0, 1, (height, width, 3)) * np.where(xx > width // 2, 30, 3)[..., None]
+    img[: height // 2, ::8] += 16
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def tiles_by_hand(data: bytes, size: int, ys: tuple[int, ...], xs: tuple[int, ...]) -> np.ndarray:
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.stack([rgb[y : y + size, x : x + size] for y in ys for x in xs])
+
+
+def p_fake_by_hand(det: Detector, tiles: np.ndarray) -> float:
+    """P(FAKE) from the network itself in fp32: each tile's logit (flip-averaged when the model uses
+    TTA), over the temperature, averaged over tiles, then the sigmoid. The tiles must disagree, or
+    averaging probabilities instead of logits would pass too."""
+    x = torch.from_numpy(tiles.astype(np.float32)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        logits = det.network.float().eval()(x).reshape(-1).double()
+        if det.tta:
+            logits = (logits + det.network(torch.flip(x, dims=[3])).reshape(-1).double()) / 2
+    logits = logits.numpy() / det.meta.temperature
+    p = 1 / (1 + np.exp(-logits.mean()))
+    assert np.ptp(logits) > 0.5 and abs(p - np.mean(1 / (1 + np.exp(-logits)))) > 1e-3
+    return float(p)
+
+
 def jpeg(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=92)
@@ -182,7 +216,12 @@ def test_the_bundled_wild_detector_reads_native_tiles_and_checks_its_domain(caps
     views, size = det.decode(jpeg(photo))
     assert views.shape == (9, 224, 224, 3) and size == (900, 700)
     [pred] = det.predict([jpeg(photo)])
-    assert pred.label in ("REAL", "FAKE") and 0 <= pred.p_fake <= 1 and pred.in_domain is not None
+    assert pred.label in ("REAL", "FAKE") and pred.in_domain is not None
+    data = jpeg(structured_photo(700, 900, rng))
+    [exact] = Detector.from_network(det.network, det.meta, "cpu", precision="fp32").predict([data])
+    expected = p_fake_by_hand(det, tiles_by_hand(data, 224, ys=(0, 238, 476), xs=(0, 338, 676)))
+    assert exact.p_fake == pytest.approx(expected, abs=1e-5)
+    assert det.predict([data])[0].p_fake == pytest.approx(expected, abs=3e-2)  # the default precision
     [tiny] = det.predict([jpeg(photo[:32, :32])])  # far below the training sizes: flagged, with the reason
     assert tiny.in_domain is False and "32x32" in tiny.domain_reason
     assert main(["models", "wild"]) == 0

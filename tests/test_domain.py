@@ -75,12 +75,63 @@ def model_and_data(trained_run):
     return run / "model.pt", data
 
 
-def test_training_stores_a_check_and_own_test_images_are_mostly_in_domain(model_and_data):
+def test_training_stores_the_check_fitted_on_its_own_train_and_val_splits(model_and_data):
+    """The stored check is the one its own splits give: class means and covariance from train, the
+    threshold the 99th percentile of val. With n < 100 val images that percentile lies between the two
+    farthest, so exactly one val image (1/n) is past it."""
+    import torch
+
+    from aivsreal.commands.evaluate import load_saved
+    from aivsreal.data.splits import DataOptions
+    from aivsreal.train.domain import fit_domain
+
     model, data = model_and_data
-    _, meta = load_model(model)
-    assert meta.domain is not None and meta.domain.short_side == (32.0, 32.0)
-    preds = Detector.load(model, device="cpu").predict(sorted((data / "test").rglob("*.jpg")))
-    assert np.mean([p.in_domain for p in preds]) >= 0.8
+    run = load_saved(model, DataOptions(path=str(data), no_cache=True), "cpu")
+    stored = run.meta.domain
+    assert stored is not None and stored.short_side == (32.0, 32.0) and 10 <= len(run.data.val) < 100
+    again = fit_domain(run.network, run.data.train, run.data.val, run.data.train_sizes, torch.device("cpu"))
+    np.testing.assert_allclose(stored.means, again.means, rtol=1e-4, atol=1e-5)
+    assert stored.threshold == pytest.approx(again.threshold, rel=1e-4)
+    assert stored.val_flagged == pytest.approx(1 / len(run.data.val))
+
+
+def fresh_split(n_per_class, seed):
+    """In-domain images the model never saw, decoded as at training: the trained_run's generator and size."""
+    from conftest import synthetic_image
+
+    from aivsreal.data.cache import DecodedSplit
+    from aivsreal.data.images import decode_image
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n_per_class)
+    blobs = [jpeg_bytes(synthetic_image(int(label), rng)) for label in labels]
+    return DecodedSplit(np.stack([decode_image(b, 32) for b in blobs]), labels, [], []), blobs
+
+
+def test_in_domain_images_are_flagged_at_the_designed_one_percent(model_and_data):
+    """With a validation split large enough to place the 99th percentile, about 1% of fresh in-domain
+    images are flagged, through Detector.predict. Margin, exact: with 2,000 val images the threshold
+    sits between the 20th and 21st farthest, so the share of in-domain images past it is Beta(20, 1981)
+    (or (21, 1980)), and the count flagged among 2,000 test images beta-binomial: 5 to 44 (0.25% to
+    2.2%) holds with probability 0.998. A 95th-percentile threshold (~100 flagged), a threshold set on
+    the train features, or none reached (0) fails."""
+    import torch
+
+    from aivsreal.commands.evaluate import load_saved
+    from aivsreal.data.splits import DataOptions
+    from aivsreal.train.domain import fit_domain
+
+    model, data = model_and_data
+    run = load_saved(model, DataOptions(path=str(data), no_cache=True), "cpu")
+    val, _ = fresh_split(1000, seed=11)
+    check = fit_domain(run.network, run.data.train, val, run.data.train_sizes, torch.device("cpu"))
+    assert check.val_flagged == pytest.approx(0.01, abs=1 / 2000)
+    run.meta.domain, run.meta.tta = check, False  # no flips: the check reads the unflipped view's features anyway
+    _, test_blobs = fresh_split(1000, seed=12)
+    preds = Detector.from_network(run.network, run.meta, "cpu").predict(test_blobs)
+    flagged = np.mean([not p.in_domain for p in preds])
+    assert 5 / 2000 <= flagged <= 44 / 2000, flagged
+    assert all("features" in p.domain_reason for p in preds if not p.in_domain)  # never the geometry
 
 
 def test_large_photos_and_synthetic_patterns_are_out_of_domain(model_and_data):

@@ -12,6 +12,8 @@ FORMATS = ("onnx", "hf")
 
 
 def export_model(model_path: str | Path, fmt: str = "onnx", out: str | Path | None = None, half: bool = False) -> Path:
+    if half and fmt != "hf":
+        raise AivsrealError(f"--half stores fp16 weights for --format hf; the {fmt} export has no such option")
     source = resolve_model(model_path)
     default = source.run_dir / source.name if source.kind != "file" else source.path.with_suffix("")
     if fmt == "onnx":

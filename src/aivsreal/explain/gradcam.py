@@ -81,6 +81,10 @@ def grad_cam(model: DetectorNet, pixels: np.ndarray, explain_fake: Sequence[bool
                 view = view.clone().requires_grad_(True)  # a graph even if the weights are frozen
                 score = (model(view).float() * sign).sum()  # images are independent in eval mode
                 acts = captured[-1]
+                if not isinstance(acts, torch.Tensor) or acts.ndim != 4:  # e.g. --layer on the final linear unit
+                    shape = tuple(acts.shape) if isinstance(acts, torch.Tensor) else type(acts).__name__
+                    raise AivsrealError(f"layer {layer!r} of {model.config.name} outputs {shape}, not a feature "
+                                        f"map to explain; the default is {default_layer(model)!r}")
                 grads, = torch.autograd.grad(score, acts)
             weights = grads.mean(dim=(2, 3), keepdim=True)
             cam = torch.relu((weights * acts).sum(dim=1, keepdim=True)).detach()
@@ -107,6 +111,7 @@ class Explainer:
             raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
         self.det = det
         self.layer = layer or default_layer(det.network)
+        _module(det.network, self.layer)  # a misspelt --layer fails before any image is read
         self._network: DetectorNet | None = None  # the fp32 copy, made on first use (serve may never explain)
         self._lock = threading.Lock()
 

@@ -79,17 +79,33 @@ def test_missing_corrupt_foreign_and_future_files(tmp_path, saved):
 
 
 def test_detector_api_on_mixed_inputs(saved, tmp_path):
+    """A path, PNG bytes, an array and a PIL image of the same 40x50 picture reach the model as the same
+    bicubic 32x32 pixels and get the same P(fake): the one the network gives those pixels in fp32."""
     from PIL import Image
 
-    _, path = saved
-    det = Detector.load(path, device="cpu")
-    arr = np.zeros((50, 40, 3), np.uint8)
+    model, path = saved
+    det = Detector.load(path, device="cpu", precision="fp32")
+    yy, xx = np.mgrid[0:50, 0:40]
+    arr = np.stack([xx * 6, yy * 5, 255 - xx * 3 - yy * 2], -1) + (xx % 3 == 0)[..., None] * 40
+    arr = np.clip(arr + np.random.default_rng(0).integers(0, 30, (50, 40, 3)), 0, 255).astype(np.uint8)
     Image.fromarray(arr).save(tmp_path / "a.png")
     (tmp_path / "bad.jpg").write_bytes(b"nope")
-    preds = det.predict([tmp_path / "a.png", arr, Image.fromarray(arr), (tmp_path / "a.png").read_bytes(),
-                         tmp_path / "bad.jpg"], batch_size=2)
+    inputs = [tmp_path / "a.png", arr, Image.fromarray(arr), (tmp_path / "a.png").read_bytes()]
+    preds = det.predict([*inputs, tmp_path / "bad.jpg"], batch_size=2)
     assert [p.label is None for p in preds] == [False, False, False, False, True]
     assert "bad.jpg" in preds[4].error
-    probs = [p.p_fake for p in preds[:4]]
-    assert max(probs) - min(probs) < 1e-6  # the same pixels, however they arrive
+
+    def p_fake_of(pixels):  # the network itself: flip-averaged logit (the model uses TTA), sigmoid
+        x = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            logit = (model(x) + model(torch.flip(x, dims=[3]))).item() / 2
+        return 1 / (1 + np.exp(-logit))
+
+    bicubic = np.asarray(Image.fromarray(arr).resize((32, 32), Image.Resampling.BICUBIC))
+    for image in inputs:
+        assert np.array_equal(det.to_pixels(image), bicubic), type(image)
+    assert len({p.p_fake for p in preds[:4]}) == 1  # the same pixels, however they arrive: bit for bit
+    assert preds[0].p_fake == pytest.approx(p_fake_of(bicubic), abs=1e-6)
+    bilinear = np.asarray(Image.fromarray(arr).resize((32, 32), Image.Resampling.BILINEAR))
+    assert np.abs(bilinear.astype(int) - bicubic).max() >= 5  # the structure makes resamplers disagree
     assert all(p.label == ("FAKE" if p.p_fake >= 0.3 else "REAL") for p in preds[:4])

@@ -1,12 +1,23 @@
 """Detectors on real-world images, scored only on sources held out of training.
 
-    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv benchmarks/wild_extra/labels.csv
+    python benchmarks/wild.py --wild ~/wild --labels ../shared/data/wild/labels.csv benchmarks/wild_extra/labels.csv \
+        --add benchmarks/photoreal/labels.csv
 
-Protocol (issue 13): group k-fold over the `source` column (evaluate/folds.py: whole sources held
-out, each fold holding out REAL and FAKE sources). Two test conditions:
+Protocol: group k-fold over the `source` column (evaluate/folds.py: whole sources held out, each
+fold holding out REAL and FAKE sources), run twice with the same code:
+- the photoreal headline (issue 49): every image of --labels and --add except the locked external
+  sources (--external), scored on its photoreal slice (content tag not art or graphic; the tags
+  come from the labels' content column or --content). Conditions (evaluate/conditions.py):
+  `same_size` (the headline: shorter side resized to 512 px, centre 512x512, JPEG q90, REAL and
+  FAKE alike) and `native_512` (a native 512 px centre crop saved the same way; smaller images left
+  out). Beside every contender: a content-only baseline (the bundled recipe's probe on 32 px
+  thumbnails: what is pictured, no traces) and the size/format/bytes shortcut, per content tag
+  (REAL animals against FAKE animals...), per generator family and per source;
+- the second table: --labels alone, with its own folds, as before the photoreal data (issue 13),
+  under two conditions:
 - as is: the file as stored, native-resolution 224 px crops covering it (up to 2x2, features averaged);
 - same codec: a native 448 px centre crop re-encoded as JPEG q90, REAL and FAKE alike, then its
-  2x2 crops. The headline: a format or size shortcut cannot help here.
+  2x2 crops.
 Contenders, all on the same test images:
 - `lite0 probe`: frozen ImageNet EfficientNet-Lite0, global-average-pooled output of every stage and
   the head (2,064 values: models/lite_probe.py), logistic regression (C chosen per fold by group CV inside its training
@@ -35,9 +46,12 @@ Contenders, all on the same test images:
 - `cifake` (bundled, CIFAKE-trained `fast`): the whole image or crop shrunk to 32 px;
 - `size/format/bytes`: gradient boosting on (width, height, format, file size) only: the shortcut.
 Images: the set's labels.csv plus benchmarks/wild_extra/ (136 more REAL photographs from two
-repositories; README there). Writes benchmarks/results/wild.{json,md}. Features are cached in
---cache per image (each image's views seeded by its path, so new images are added to the cache,
-not recomputed with it); the per-fold training in one file per recipe (delete it to retrain).
+repositories; README there), and for the headline benchmarks/photoreal/ (its README). Writes
+benchmarks/results/wild.{json,md}. Features are cached in --cache per image and saved every
+SAVE_EVERY images (each image's views seeded by its path, so new images are added to the cache,
+not recomputed with it, and a killed CPU run resumes); the reduced JPEGs in wild_reduced/ beside
+it; the per-fold training in one file per recipe and evaluation (delete it to retrain).
+--probes and --trained choose what runs: every backbone costs up to 21 forward passes per image.
 """
 
 from __future__ import annotations
@@ -73,6 +87,7 @@ from aivsreal.data.perturb import jpeg_bytes
 from aivsreal.data.sources import ImageRef, stratified_split
 from aivsreal.data.stream import CentreCrops
 from aivsreal.device import autocast, resolve_device
+from aivsreal.evaluate.conditions import decode_jpeg, native_crop, same_size, thumbnail
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
 from aivsreal.models.file import ModelMeta
@@ -86,8 +101,12 @@ from aivsreal.train.loop import TrainConfig, train
 RESULTS = Path(__file__).parent / "results"
 CPU = torch.device("cpu")
 CROP, SAME_CODEC_CROP, TILES, VIEWS = 224, 448, 4, 2
-VIEW_SEED, VIEWS_VERSION = 0, 2  # version 2: each image's views seeded by its path (caches can grow)
-ROW_ARRAYS = ("chain", "plain", "as_is", "same_codec", "meta_as_is", "meta_same_codec")  # row_features' arrays
+VIEW_SEED, VIEWS_VERSION = 0, 3  # 2: each image's views seeded by its path (caches can grow); 3: photoreal conditions
+CONDITIONS = ("as_is", "same_codec", "same_size", "native_512")  # what every contender is scored on
+REDUCED = {"same_size": same_size, "native_512": native_crop}  # evaluate/conditions.py: 512 px JPEG q90 each
+SAVE_EVERY = 500  # images between feature-cache saves: a CPU run can span sessions
+ROW_ARRAYS = ("chain", "plain", *CONDITIONS, "thumb", *(f"meta_{c}" for c in CONDITIONS))  # row_features' arrays
+NOT_PHOTOREAL = ("art", "graphic")  # content tags outside the photoreal slice
 C_GRID = (0.0003, 0.001, 0.003, 0.03, 0.3)  # logistic regression strength, chosen per fold by inner group CV
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of each class (summarise)
@@ -108,17 +127,21 @@ def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
         return model.network.features(model.normalize(x)).float().cpu().numpy()
 
 
-def read_labels(paths: list[str]) -> list[dict]:
+REQUIRED = ("relpath", "source", "cls", "family", "format", "width", "height", "sha1")
+
+
+def read_labels(paths: list[str], content: dict[str, str] | None = None) -> list[dict]:
     """The rows of one or more labels files (the set's, then additions such as benchmarks/wild_extra/),
-    refusing files whose columns differ or that list an image twice."""
-    rows, columns = [], None
+    each with its `content` tag (its own column, else the `content` overlay); refusing a file that
+    lacks a column the benchmark reads, an image listed twice, or a row with no content tag."""
+    rows = []
     for path in paths:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            if columns is not None and reader.fieldnames != columns:
-                print(f"error: {path} has other columns than {paths[0]}", file=sys.stderr)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                print(f"error: {path} has no {', '.join(missing)} column(s)", file=sys.stderr)
                 raise SystemExit(2)
-            columns = reader.fieldnames
             rows += list(reader)
     seen = set()
     for r in rows:
@@ -126,7 +149,21 @@ def read_labels(paths: list[str]) -> list[dict]:
             print(f"error: {r['relpath']} (sha1 {r['sha1']}) is listed twice in {' and '.join(paths)}", file=sys.stderr)
             raise SystemExit(2)
         seen |= {r["relpath"], r["sha1"]}
+        if content is not None and not r.get("content"):
+            if r["relpath"] not in content:
+                print(f"error: {r['relpath']} has no content tag (a content column, or a row in --content)",
+                      file=sys.stderr)
+                raise SystemExit(2)
+            r["content"] = content[r["relpath"]]
     return rows
+
+
+def read_content(path: str | None) -> dict[str, str] | None:
+    """relpath -> content tag, for labels files made before the content column existed."""
+    if not path:
+        return None
+    with open(path, newline="") as f:
+        return {r["relpath"]: r["content"] for r in csv.DictReader(f)}
 
 
 def row_rng(relpath: str) -> np.random.Generator:
@@ -135,25 +172,59 @@ def row_rng(relpath: str) -> np.random.Generator:
     return np.random.default_rng([VIEW_SEED, zlib.crc32(relpath.encode())])
 
 
-def row_features(model: DetectorNet, chain: CodecChain, data: bytes, relpath: str) -> dict[str, np.ndarray]:
-    """One image: train views (chain and plain), as-is and same-codec features, the shortcut's inputs."""
+def reduced(px: np.ndarray, relpath: str, store: Path) -> dict[str, bytes | None]:
+    """The image's same-size and native-crop JPEGs (REDUCED), computed once and kept in `store`, where
+    the detectors' scoring reads them back; None where the reduction leaves the image out."""
+    out: dict[str, bytes | None] = {}
+    for cond, reduce in REDUCED.items():
+        path, absent = store / cond / f"{relpath}.jpg", store / cond / f"{relpath}.none"
+        if path.exists() or absent.exists():
+            out[cond] = path.read_bytes() if path.exists() else None
+            continue
+        out[cond] = reduce(px)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if out[cond] is None:
+            absent.touch()
+        else:
+            path.write_bytes(out[cond])
+    return out
+
+
+def stored_meta(width: int, height: int, data: bytes | None) -> np.ndarray:
+    """The size/format/bytes shortcut's inputs for one file (NaN where a condition left the image out)."""
+    if data is None:
+        return np.full(3 + len(FORMATS), np.nan)
+    fmt = Image.open(io.BytesIO(data)).format
+    return np.array([width, height, np.log(len(data)), *[fmt == f for f in FORMATS]], dtype=float)
+
+
+def row_features(model: DetectorNet, chain: CodecChain, data: bytes, relpath: str,
+                 store: Path) -> dict[str, np.ndarray]:
+    """One image: train views (chain and plain), the features of every test condition (CONDITIONS:
+    2x2 tiles of 224 px each, averaged), the 32 px thumbnail's (the content-only baseline), and
+    the shortcut's inputs per condition."""
     rng = row_rng(relpath)
     px = decode_native(data)
     same = centre_crop(px, SAME_CODEC_CROP)
     same_bytes = jpeg_bytes(np.ascontiguousarray(same), 90)
-    same_px = np.asarray(Image.open(io.BytesIO(same_bytes)).convert("RGB"))
+    small = reduced(px, relpath, store)
     views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
-    grid, as_is, same_tiles = tiles(px, CROP, 9), tiles(px, CROP, TILES), tiles(same_px, CROP, TILES)
+    grid = tiles(px, CROP, 9)
     plain = np.stack([grid[int(rng.integers(len(grid)))] for _ in range(VIEWS)])
-    f = embed(model, np.concatenate([views, plain, as_is, same_tiles]))
-    n_as = len(as_is)
-    fmt = Image.open(io.BytesIO(data)).format
-    return {"chain": f[:VIEWS], "plain": f[VIEWS : 2 * VIEWS], "as_is": f[2 * VIEWS : 2 * VIEWS + n_as].mean(0),
-            "same_codec": f[2 * VIEWS + n_as :].mean(0),
-            "meta_as_is": np.array([px.shape[1], px.shape[0], np.log(len(data)), *[fmt == f_ for f_ in FORMATS]],
-                                   dtype=float),
-            "meta_same_codec": np.array([same.shape[1], same.shape[0], np.log(len(same_bytes)), 1, 0, 0, 0, 0, 0],
-                                        dtype=float),
+    thumb = np.asarray(Image.fromarray(thumbnail(px)).resize((CROP, CROP), Image.Resampling.BICUBIC))[None]
+    tested = {"as_is": tiles(px, CROP, TILES), "same_codec": tiles(decode_jpeg(same_bytes), CROP, TILES),
+              **{c: tiles(decode_jpeg(b), CROP, TILES) for c, b in small.items() if b is not None}}
+    f = embed(model, np.concatenate([views, plain, thumb, *tested.values()]))
+    out = {"chain": f[:VIEWS], "plain": f[VIEWS : 2 * VIEWS], "thumb": f[2 * VIEWS]}
+    start = 2 * VIEWS + 1
+    for cond in CONDITIONS:
+        n = len(tested[cond]) if cond in tested else 0
+        out[cond] = f[start : start + n].mean(0) if n else np.full(f.shape[1], np.nan)
+        start += n
+    h, w = px.shape[:2]
+    sizes = {"as_is": (w, h), "same_codec": same.shape[1::-1], "same_size": (512, 512), "native_512": (512, 512)}
+    files = {"as_is": data, "same_codec": same_bytes, **small}
+    return {**out, **{f"meta_{c}": stored_meta(*sizes[c], files[c]) for c in CONDITIONS},
             "same_codec_bytes": np.frombuffer(same_bytes, np.uint8)}
 
 
@@ -176,13 +247,17 @@ def features_for(rows: list[dict], root: Path, cache: Path, family: str, device:
         model = build_model(default_config(family), pretrained=True, weights=weights).eval()
         model = model.to(device).to(memory_format=torch.channels_last)
         chain, started = CodecChain(), time.time()
-        for i, row in enumerate(missing):
-            per_row[row["relpath"]] = row_features(model, chain, read_limited(root / row["relpath"]), row["relpath"])
-            if i % 200 == 0:
+        for i, row in enumerate(missing, 1):
+            per_row[row["relpath"]] = row_features(model, chain, read_limited(root / row["relpath"]), row["relpath"],
+                                                   reduced_store(cache))
+            if i % SAVE_EVERY == 0 or i == len(missing):  # a killed run keeps what it computed
                 print(f"{family} features {i}/{len(missing)}, {time.time() - started:.0f} s", flush=True)
-        seconds += time.time() - started  # kept with the cache, reported in wild.md
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **_pack(per_row), feature_seconds=np.array(seconds), views_version=np.array(VIEWS_VERSION))
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                part = cache.with_name(cache.stem + ".part.npz")  # a save cut short never replaces the cache
+                np.savez(part, **_pack(per_row), views_version=np.array(VIEWS_VERSION),
+                         feature_seconds=np.array(seconds + time.time() - started))  # reported in wild.md
+                part.replace(cache)
+        seconds += time.time() - started
     chosen = {r["relpath"]: per_row[r["relpath"]] for r in rows}
     # the time these rows took: the cache's time per image times their number
     return {**_pack(chosen), "feature_seconds": np.array(seconds * len(rows) / len(per_row))}
@@ -202,6 +277,11 @@ def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     blobs = np.split(arrays["same_codec_bytes"], np.cumsum(arrays["same_codec_lengths"])[:-1])
     return {str(p): {**{k: arrays[k][i] for k in ROW_ARRAYS}, "same_codec_bytes": blobs[i]}
             for i, p in enumerate(arrays["relpaths"])}
+
+
+def reduced_store(cache: Path) -> Path:
+    """Where the same-size and native-crop JPEGs live, beside the feature caches (shared by every backbone)."""
+    return cache.with_name("wild_reduced")
 
 
 def feature_cache(cache: Path, short: str) -> Path:
@@ -253,7 +333,7 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
                    weighted: bool = False) -> tuple[dict[str, np.ndarray], list[float]]:
     """P(fake) per image and condition, each from the fold that held its source out; and the C
     that each fold's inner CV chose. `weighted`: sources weighted by 1/sqrt(size) (`source_weights`)."""
-    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
     chosen = []
     for f in range(folds.max() + 1):
         train, test = folds != f, folds == f
@@ -261,13 +341,22 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
         chosen.append(c)
         model = probe(feats[views][train], labels[train], c, sources[train] if weighted else None)
         for cond in p:
-            p[cond][test] = model.predict_proba(feats[cond][test])[:, 1]
+            scored = test & ~np.isnan(feats[cond]).any(-1)  # native_512 leaves small images out
+            p[cond][scored] = model.predict_proba(feats[cond][scored])[:, 1]
     return p, chosen
+
+
+def content_only(feats: dict) -> dict[str, np.ndarray]:
+    """The content-only baseline's inputs: the 32 px thumbnail's features stand in for every test
+    condition (and are its one training view), left out where the condition leaves the image out."""
+    thumb = feats["thumb"]
+    return {"thumb_views": thumb[:, None], **{c: np.where(np.isnan(feats[c]).any(-1, keepdims=True), np.nan, thumb)
+                                              for c in CONDITIONS}}
 
 
 def side_by_side(*feats: dict) -> dict[str, np.ndarray]:
     """Several backbones' features of the same views, concatenated per view (one probe reads them all)."""
-    return {k: np.concatenate([f[k] for f in feats], -1) for k in ("chain", "as_is", "same_codec")}
+    return {k: np.concatenate([f[k] for f in feats], -1) for k in ("chain", *CONDITIONS)}
 
 
 def feature_part(feats: dict, family: str, part: str) -> dict[str, np.ndarray]:
@@ -276,15 +365,18 @@ def feature_part(feats: dict, family: str, part: str) -> dict[str, np.ndarray]:
     carries what an image shows, which differs between sources more than between classes."""
     head = build_model(default_config(family)).network.backbone.num_features
     cut = slice(None, -head) if part == "stages" else slice(-head, None)
-    return {k: feats[k][..., cut] for k in ("chain", "as_is", "same_codec")}
+    return {k: feats[k][..., cut] for k in ("chain", *CONDITIONS)}
 
 
 def shortcut(feats: dict, labels: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
-    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+    """Width, height, format and file size of the file each condition scores: as stored, these separate
+    the classes on their own in most real-world sets; after a reduction only the JPEG's size is left."""
+    p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
     for f in range(folds.max() + 1):
-        train, test = folds != f, folds == f
         for cond in p:
             x = feats[f"meta_{cond}"]
+            present = ~np.isnan(x).any(-1)
+            train, test = (folds != f) & present, (folds == f) & present
             model = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(x[train], labels[train])
             p[cond][test] = model.predict_proba(x[test])[:, 1]
     return p
@@ -296,11 +388,18 @@ def same_codec_blobs(feats: dict) -> list[bytes]:
             for e, n in zip(ends, feats["same_codec_lengths"], strict=True)]
 
 
-def detector_scores(det: Detector, rows: list[dict], root: Path, blobs: list[bytes]) -> dict[str, np.ndarray]:
-    """P(fake) of a saved detector through the product's own path (`Detector.predict`: its tiles)."""
+def detector_scores(det: Detector, rows: list[dict], root: Path, blobs: list[bytes],
+                    store: Path) -> dict[str, np.ndarray]:
+    """P(fake) of a saved detector through the product's own path (`Detector.predict`: its tiles), on
+    each condition's file: as stored, same codec (`blobs`), and the reductions kept in `store`."""
     as_is = [p.p_fake for p in det.iter_predict(read_limited(root / r["relpath"]) for r in rows)]
-    same = [p.p_fake for p in det.predict(blobs)]
-    return {"as_is": np.array(as_is, dtype=float), "same_codec": np.array(same, dtype=float)}
+    out = {"as_is": np.array(as_is, dtype=float), "same_codec": np.array([p.p_fake for p in det.predict(blobs)])}
+    for cond in REDUCED:
+        files = [store / cond / f"{r['relpath']}.jpg" for r in rows]
+        present = [f for f in files if f.exists()]
+        scores = iter(p.p_fake for p in det.iter_predict(present))
+        out[cond] = np.array([next(scores) if f.exists() else np.nan for f in files], dtype=float)
+    return out
 
 
 @dataclass(frozen=True)
@@ -324,20 +423,21 @@ TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2,
 
 
 def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarray, folds: np.ndarray,
-                   blobs: list[bytes], cache: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """P(fake) per image from the fold that held its source out; val carved from the fold's train
-    images (10%), never from its test. Cached per spec: delete the file to retrain."""
+                   blobs: list[bytes], cache: Path, store: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """P(fake) per image and condition from the fold that held its source out; val carved from the
+    fold's train images (10%), never from its test. Cached per spec: delete the file to retrain."""
     relpaths = np.array([r["relpath"] for r in rows])
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        if "relpaths" not in z or not (np.array_equal(z["relpaths"], relpaths) and np.array_equal(z["folds"], folds)):
-            print(f"error: {cache} was trained on other images or folds than these: delete it to retrain",
+        if "relpaths" not in z or not (np.array_equal(z["relpaths"], relpaths) and np.array_equal(z["folds"], folds)
+                                       and all(c in z for c in CONDITIONS)):
+            print(f"error: {cache} was trained on other images, folds or conditions than these: delete it to retrain",
                   file=sys.stderr)
             raise SystemExit(2)
         record = json.loads(str(z["record"]))
         record["pflops_per_fold"] = fold_pflops(spec, labels, folds, record["epochs_run"])
-        return {"as_is": z["as_is"], "same_codec": z["same_codec"]}, record
-    p = {"as_is": np.zeros(len(labels)), "same_codec": np.zeros(len(labels))}
+        return {c: z[c] for c in CONDITIONS}, record
+    p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
     record: dict = {"minutes_per_fold": [], "epochs_run": []}
     refs = [ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
     for f in range(folds.max() + 1):
@@ -359,7 +459,7 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
             record["minutes_per_fold"].append(round((time.time() - started) / 60, 1))
             record["epochs_run"].append(state.epoch)
         det = Detector.from_network(model, ModelMeta(), "cpu")
-        fold_scores = detector_scores(det, [rows[i] for i in test_idx], root, [blobs[i] for i in test_idx])
+        fold_scores = detector_scores(det, [rows[i] for i in test_idx], root, [blobs[i] for i in test_idx], store)
         for cond in p:
             p[cond][test_idx] = fold_scores[cond]
         print(f"{spec.name}: fold {f} done, {record['minutes_per_fold'][-1]} min", flush=True)
@@ -385,22 +485,37 @@ def fold_pflops(spec: Trained, labels: np.ndarray, folds: np.ndarray, epochs_run
     return [round(per_image * n / 1e15, 3) for n in seen]
 
 
-def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
-    """Pooled AUC and accuracy at 0.5; per source and per family: AUC against the other class, recall;
-    and AUC within each stored file format that both classes have (`within_format`).
+def auc_or_none(labels: np.ndarray, p: np.ndarray) -> float | None:
+    return round(float(roc_auc_score(labels, p)), 4) if 0 < labels.sum() < len(labels) else None
+
+
+def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict], mask: np.ndarray | None = None) -> dict:
+    """Pooled AUC and accuracy at 0.5 over the images in `mask` that the condition scored; per source
+    and per family: AUC against the other class, recall; AUC within each stored file format that
+    both classes have (`within_format`); and per content tag, REAL of that tag against FAKE of it.
 
     Most REAL files are JPEG and most FAKE ones PNG or WebP, so a detector can score by compression
     history (an earlier JPEG's 8x8 grid may survive the same-codec re-encoding) instead of generator
-    traces. REAL JPEG against FAKE JPEG, and REAL PNG against FAKE PNG, take that away."""
+    traces. REAL JPEG against FAKE JPEG, and REAL PNG against FAKE PNG, take that away. Likewise a
+    detector can score by what is pictured; REAL animals against FAKE animals takes that away."""
+    keep = ~np.isnan(p) & (np.ones(len(p), bool) if mask is None else mask)
+    p, labels, rows = p[keep], labels[keep], [r for r, k in zip(rows, keep, strict=True) if k]
     real, fake = labels == 0, labels == 1
     formats = np.array([r["format"] for r in rows])
-    out = {"pooled_auc": float(roc_auc_score(labels, p)),
+    out = {"n_real": int(real.sum()), "n_fake": int(fake.sum()), "pooled_auc": auc_or_none(labels, p),
            "pooled_accuracy": float(np.mean((p >= 0.5) == labels)), "per_source": {}, "per_family": {},
-           "within_format": {}}
+           "within_format": {}, "per_content": {}}
     for f in WITHIN_FORMATS:
         mine = formats == f
         out["within_format"][f] = {"n_real": int((real & mine).sum()), "n_fake": int((fake & mine).sum()),
-                                   "auc": round(float(roc_auc_score(labels[mine], p[mine])), 4)}
+                                   "auc": auc_or_none(labels[mine], p[mine])}
+    contents = np.array([r.get("content", "") for r in rows])
+    for tag in sorted(set(contents) - {""}):
+        mine = contents == tag
+        out["per_content"][tag] = {"n_real": int((real & mine).sum()), "n_fake": int((fake & mine).sum()),
+                                   "auc": auc_or_none(labels[mine], p[mine])}
+    if not (real.any() and fake.any()):
+        return out
     for key, name in (("source", "per_source"), ("family", "per_family")):
         groups = np.array([r[key] if r["cls"] == "FAKE" or key == "source" else "REAL" for r in rows])
         for g in sorted(set(groups)):
@@ -418,12 +533,123 @@ def summarise(p: np.ndarray, labels: np.ndarray, rows: list[dict]) -> dict:
     return out
 
 
+CONTENT_BASELINE = "content only (32 px thumbnail, same probe)"
+SHORTCUT = "size/format/bytes only"
+
+
+def take(feats: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-image arrays of a feature dict for the images `idx` (in that order)."""
+    return {k: v[idx] for k, v in feats.items() if k in ("chain", "plain", "thumb", *ROW_ARRAYS)}
+
+
+def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict]) -> dict[str, tuple[dict, str, bool]]:
+    """contender -> (features, the training views, sources weighted by 1/sqrt(size)), for the backbones
+    that were computed (--probes)."""
+    out: dict[str, tuple[dict, str, bool]] = {}
+    have = set(feats)
+    if "lite0" in have:
+        out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
+        out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
+    if "lite1" in have:
+        out["lite1 probe (codec chain)"] = (feats["lite1"], "chain", False)
+    if "lite2" in have:
+        lite2 = feats["lite2"]
+        out[BUNDLED_RECIPE] = (lite2, "chain", False)
+        out["lite2 probe (codec chain, sources weighted)"] = (lite2, "chain", True)
+        out["lite2 probe (codec-chain and plain views, 4 per image)"] = (
+            {**lite2, "chain_and_plain": np.concatenate([lite2["chain"], lite2["plain"]], 1)}, "chain_and_plain", False)
+        out["lite2 probe, stages only (no head; codec chain)"] = (feature_part(lite2, "lite2_probe", "stages"),
+                                                                   "chain", False)
+        out["lite2 probe, head only (codec chain)"] = (feature_part(lite2, "lite2_probe", "head"), "chain", False)
+    if {"lite0", "lite2"} <= have:
+        out["lite0+lite2 probe (codec chain, features side by side)"] = (side_by_side(feats["lite0"], feats["lite2"]),
+                                                                          "chain", False)
+    if {"lite1", "lite2"} <= have:
+        out["lite1+lite2 probe (codec chain, features side by side)"] = (side_by_side(feats["lite1"], feats["lite2"]),
+                                                                          "chain", False)
+    if "lite2stats" in have:
+        out["lite2 probe, mean+std pooled (codec chain)"] = (feats["lite2stats"], "chain", False)
+    if "spectrum" in have:
+        out["spectrum probe (codec chain)"] = (feats["spectrum"], "chain", False)
+        out["spectrum probe (plain crops)"] = (feats["spectrum"], "plain", False)
+    if {"lite2", "spectrum"} <= have:
+        out["lite2+spectrum probe (codec chain, features side by side)"] = (
+            side_by_side(feats["lite2"], feats["spectrum"]), "chain", False)
+    for family, f in vit_feats.items():
+        out[f"{family.replace('_', ' ')} ({ARCHS[family]}, codec chain)"] = (f, "chain", False)
+    # content only: the bundled recipe's backbone (else the first computed) on 32 px thumbnails
+    base = feats.get(BUNDLED_PROBE) or next(iter(feats.values()))
+    out[CONTENT_BASELINE] = (content_only(base), "thumb_views", False)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Every contender scored on one set of images under group k-fold over its sources."""
+
+    rows: list[dict]
+    folds: np.ndarray
+    scores: dict[str, dict[str, np.ndarray]]  # contender -> condition -> P(fake) per image (NaN: not scored)
+    probe_c: dict[str, list[float]]
+    trained: dict[str, dict]
+
+
+def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: dict, blobs: list[bytes],
+             specs: tuple[Trained, ...], root: Path, cache: Path, tag: str) -> Evaluation:
+    """The images `idx` of the feature arrays: their own folds, every probe (C by inner CV), the
+    shortcut, the per-fold fine-tunes of `specs` and the bundled `cifake`."""
+    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    folds = source_folds([r["source"] for r in rows], labels)
+    sources = np.array([r["source"] for r in rows])
+    mine = {short: take(f, idx) for short, f in probe_feats.items()}
+    vits = {family: take(f, idx) for family, f in vit_feats.items()}
+    blobs = [blobs[i] for i in idx]
+    store = reduced_store(cache)
+    fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
+              for name, (f, views, weighted) in probe_contenders(mine, vits).items()}
+    trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
+                                         cache.with_name(f"wild_{spec.family}_{spec.crop}_{tag}.npz"), store)
+               for spec in specs}
+    scores = {**{name: p for name, (p, _) in fitted.items()},
+              SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
+              **{name: p for name, (p, _) in trained.items()},
+              "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs,
+                                                         store)}
+    return Evaluation(rows, folds, scores, {name: c for name, (_, c) in fitted.items()},
+                      {spec.name: {**asdict(spec), **trained[spec.name][1]} for spec in specs})
+
+
+def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None = None) -> dict:
+    labels = np.array([int(r["cls"] == "FAKE") for r in ev.rows])
+    return {"images": len(ev.rows),
+            "folds": {str(f): sorted({r["source"] for r, k in zip(ev.rows, ev.folds, strict=True) if k == f})
+                      for f in range(ev.folds.max() + 1)},
+            "probe_c_per_fold": ev.probe_c, "trained": ev.trained,
+            "contenders": {name: {c: summarise(ps[c], labels, ev.rows, mask) for c in conditions}
+                           for name, ps in ev.scores.items()}}
+
+
+def photoreal_mask(rows: list[dict]) -> np.ndarray:
+    return np.array([r["content"] not in NOT_PHOTOREAL for r in rows])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--wild", required=True, help="the extracted set (OUT of extract.sh)")
+    ap.add_argument("--wild", required=True, help="the extracted images (OUT of benchmarks/photoreal/extract.py)")
     ap.add_argument("--labels", nargs="+", required=True,
-                    help="labels.csv beside the recipe, then any additions (benchmarks/wild_extra/labels.csv)")
+                    help="the development set's labels.csv, then its additions (benchmarks/wild_extra/labels.csv): "
+                         "the second table, as before the photoreal data")
+    ap.add_argument("--add", nargs="*", default=[], metavar="LABELS",
+                    help="more labels files for the photoreal headline (benchmarks/photoreal/labels.csv)")
+    ap.add_argument("--content", default="benchmarks/wild_content.csv",
+                    help="content tags of images whose labels file has no content column")
+    ap.add_argument("--external", default="benchmarks/photoreal/external.txt",
+                    help="the locked external sources, one per line: never scored here")
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
+    ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=list(PROBES),
+                    help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
+    ap.add_argument("--trained", nargs="*", choices=[s.family for s in TRAINED], default=[s.family for s in TRAINED],
+                    help="the per-fold fine-tunes to run (default: all; hours of CPU on a grown set)")
     ap.add_argument("--vit-probe", nargs="*", choices=VIT_PROBES, default=[],
                     help="also the probes on web-scale ViTs (models/vit_probe.py): their weights come from the "
                          "Hugging Face Hub, or --vit-weights; hours of CPU for ViT-L, minutes on a GPU")
@@ -434,69 +660,48 @@ def main() -> None:
     args = ap.parse_args()
     if args.vit_weights and len(args.vit_weights) != len(args.vit_probe):
         ap.error("give one --vit-weights file per --vit-probe, in the same order")
+    if not args.probes:
+        ap.error("--probes needs at least one backbone")
     started = time.time()
     root = Path(args.wild).expanduser()
-    rows = read_labels(args.labels)
-    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
-    folds = source_folds([r["source"] for r in rows], labels)
+    external = set(Path(args.external).read_text().split()) if Path(args.external).exists() else set()
+    content = read_content(args.content)
+    rows = [r for r in read_labels(args.labels + args.add, content) if r["source"] not in external]
+    first_set = {r["relpath"] for r in read_labels(args.labels, content)}
+    original = np.array([i for i, r in enumerate(rows) if r["relpath"] in first_set])
     cache = Path(args.cache)
     device = resolve_device(args.device)
-    probe_feats = {short: features_for(rows, root, feature_cache(cache, short), family, device)
-                   for short, family in PROBES.items()}
+    probe_feats = {short: features_for(rows, root, feature_cache(cache, short), PROBES[short], device)
+                   for short in args.probes}
     weights = args.vit_weights or [None] * len(args.vit_probe)
     vit_feats = {family: features_for(rows, root, feature_cache(cache, family), family, device, w)
                  for family, w in zip(args.vit_probe, weights, strict=True)}
-    feats, lite2, spectrum = probe_feats["lite0"], probe_feats["lite2"], probe_feats["spectrum"]
-    sources = np.array([r["source"] for r in rows])
-    blobs = same_codec_blobs(feats)
-    trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
-                                         Path(args.cache).with_name(f"wild_{spec.family}_{spec.crop}.npz"))
-               for spec in TRAINED}
-    probes = {  # contender: (features, the training views, sources weighted by 1/sqrt(size))
-        "lite0 probe (codec chain)": (feats, "chain", False),
-        "lite0 probe (plain crops)": (feats, "plain", False),
-        "lite1 probe (codec chain)": (probe_feats["lite1"], "chain", False),
-        "lite2 probe (codec chain)": (lite2, "chain", False),
-        "lite2 probe (codec chain, sources weighted)": (lite2, "chain", True),
-        "lite2 probe (codec-chain and plain views, 4 per image)": ({**lite2, "chain_and_plain": np.concatenate(
-            [lite2["chain"], lite2["plain"]], 1)}, "chain_and_plain", False),
-        "lite0+lite2 probe (codec chain, features side by side)": (side_by_side(feats, lite2), "chain", False),
-        "lite1+lite2 probe (codec chain, features side by side)": (side_by_side(probe_feats["lite1"], lite2), "chain",
-                                                                    False),
-        "lite2 probe, mean+std pooled (codec chain)": (probe_feats["lite2stats"], "chain", False),
-        "lite2 probe, stages only (no head; codec chain)": (feature_part(lite2, "lite2_probe", "stages"), "chain",
-                                                             False),
-        "lite2 probe, head only (codec chain)": (feature_part(lite2, "lite2_probe", "head"), "chain", False),
-        "spectrum probe (codec chain)": (spectrum, "chain", False),
-        "spectrum probe (plain crops)": (spectrum, "plain", False),
-        "lite2+spectrum probe (codec chain, features side by side)": (side_by_side(lite2, spectrum), "chain", False),
-        **{f"{family.replace('_', ' ')} ({ARCHS[family]}, codec chain)": (f, "chain", False)
-           for family, f in vit_feats.items()},
-    }
-    fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
-              for name, (f, views, weighted) in probes.items()}
-    contenders = {
-        **{name: scores for name, (scores, _) in fitted.items()},
-        "size/format/bytes only": shortcut(feats, labels, folds),
-        **{name: scores for name, (scores, _) in trained.items()},
-        "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs),
-    }
+    blobs = same_codec_blobs(next(iter(probe_feats.values())))
+    specs = tuple(s for s in TRAINED if s.family in args.trained)
+    first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs, specs, root, cache,
+                     "original")
+    grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown")
+    photoreal = summary(grown, ("same_size", "native_512", "as_is"), photoreal_mask(rows))
+    bundled = photoreal["contenders"][BUNDLED_RECIPE] if BUNDLED_RECIPE in photoreal["contenders"] else None
+    photoreal.update(
+        external_sources=sorted(external), added_labels=args.add,
+        pooled_auc=bundled["same_size"]["pooled_auc"] if bundled else None,
+        per_content=bundled["same_size"]["per_content"] if bundled else None,
+        content_baseline_auc=photoreal["contenders"][CONTENT_BASELINE]["same_size"]["pooled_auc"],
+        shortcut_baseline_auc=photoreal["contenders"][SHORTCUT]["same_size"]["pooled_auc"],
+        shortcut_as_stored_auc=photoreal["contenders"][SHORTCUT]["as_is"]["pooled_auc"])
     result = {"provenance": provenance().to_dict(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
                          + (f"; features on {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
               "feature_minutes": {short: round(float(f["feature_seconds"]) / 60, 1)
                                   for short, f in {**probe_feats, **vit_feats}.items()},
-              "images": len(rows), "folds": {str(f): sorted({r["source"] for r, k in zip(rows, folds, strict=True)
-                                                             if k == f}) for f in range(folds.max() + 1)},
-              "probe_c_per_fold": {name: chosen for name, (_, chosen) in fitted.items()},
-              "trained": {name: {**asdict(spec), **trained[spec.name][1]} for spec in TRAINED
-                          for name in [spec.name]},
-              "contenders": {name: {cond: summarise(p, labels, rows) for cond, p in ps.items()}
-                             for name, ps in contenders.items()}}
-    best = result["contenders"][BUNDLED_RECIPE]
-    result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
-    result["as_is"] = {"pooled_auc": best["as_is"]["pooled_auc"]}
+              "photoreal": photoreal,
+              **summary(first, ("same_codec", "as_is"))}
+    if BUNDLED_RECIPE in result["contenders"]:
+        best = result["contenders"][BUNDLED_RECIPE]
+        result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
+        result["as_is"] = {"pooled_auc": best["as_is"]["pooled_auc"]}
     result["minutes"] = round((time.time() - started) / 60, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "wild.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -504,17 +709,73 @@ def main() -> None:
     print((RESULTS / "wild.md").read_text())
 
 
+def lead_contender(contenders: dict) -> str:
+    """The bundled detector's recipe when it was computed (--probes), else the first probe."""
+    return BUNDLED_RECIPE if BUNDLED_RECIPE in contenders else next(iter(contenders))
+
+
+def fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
 def markdown(r: dict) -> str:
     features = " and ".join(f"{m} min for {b}" for b, m in r["feature_minutes"].items())
     trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
-                        f"over the 4 folds" for name, t in r["trained"].items())
+                        f"over the 4 folds" for name, t in r["trained"].items()) or "none this run (--trained)"
     lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
-             f"and cached in benchmarks/runs/: the probe features (9 to 12 forward passes of 224 px crops "
-             f"per image), {features}, and the per-fold training, {trained})",
-             "", f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
+             f"and cached in benchmarks/runs/: the probe features (up to 21 forward passes of 224 px crops "
+             f"per image), {features}, and the per-fold training, {trained})", ""]
+    return "\n".join(lines) + "\n" + markdown_photoreal(r["photoreal"]) + "\n" + markdown_original(r)
+
+
+def markdown_photoreal(r: dict) -> str:
+    c = r["contenders"]
+    lead = lead_contender(c)
+    some = c[lead]["same_size"]
+    lines = ["## Photoreal slice (the headline)", "",
+             f"Every image whose content is not art or graphic: {some['n_real']:,} REAL and {some['n_fake']:,} FAKE of "
+             f"{r['images']:,} images in {len(r['folds'])} folds, each holding out whole sources of both classes "
+             f"(probes trained on every image of the training sources). Same size: every image resized so its "
+             "shorter side is 512 px, centre-cropped to 512x512, saved as JPEG q90, REAL and FAKE alike (the "
+             "headline). Native crop: a 512x512 centre crop at native resolution, saved the same way; images "
+             f"under 512 px are left out ({c[lead]['native_512']['n_real']:,} REAL and "
+             f"{c[lead]['native_512']['n_fake']:,} FAKE remain). Locked external sources, never scored here: "
+             f"{', '.join(r['external_sources']) or 'none yet'}.", "",
+             f"- **{lead}: same-size AUC {fmt(some['pooled_auc'])}**",
+             f"- content-only baseline (the same probe on 32 px thumbnails): {fmt(r['content_baseline_auc'])} "
+             "(above 0.65 means the slice is confounded by what is pictured)",
+             f"- size/format/bytes baseline: {fmt(r['shortcut_baseline_auc'])} on the same-size files, "
+             f"{fmt(r['shortcut_as_stored_auc'])} on the files as stored", "",
+             "| contender | same size AUC | native crop AUC | as stored AUC | lowest content-tag AUC (same size) |",
+             "|---|---|---|---|---|"]
+    for name, m in c.items():
+        tags = [(t["auc"], tag) for tag, t in m["same_size"]["per_content"].items() if t["auc"] is not None]
+        worst = f"{min(tags)[1]} {min(tags)[0]:.3f}" if tags else "–"
+        lines.append(f"| {name} | **{fmt(m['same_size']['pooled_auc'])}** | {fmt(m['native_512']['pooled_auc'])} "
+                     f"| {fmt(m['as_is']['pooled_auc'])} | {worst} |")
+    lines += ["", "### Per content tag, same size: REAL of the tag against FAKE of the tag", "",
+              f"| content | REAL | FAKE | {lead} | content only | size/format/bytes |", "|---|---|---|---|---|---|"]
+    for tag, t in c[lead]["same_size"]["per_content"].items():
+        lines.append(f"| {tag} | {t['n_real']} | {t['n_fake']} | {fmt(t['auc'])} | "
+                     f"{fmt(c[CONTENT_BASELINE]['same_size']['per_content'][tag]['auc'])} | "
+                     f"{fmt(c[SHORTCUT]['same_size']['per_content'][tag]['auc'])} |")
+    for key, title in (("per_family", "Per generator family (FAKE) against all REAL"),
+                       ("per_source", "Per held-out source")):
+        lines += ["", f"### {title}, same size", "",
+                  f"| group | n | {lead} AUC | recall / kept | content only AUC |", "|---|---|---|---|---|"]
+        for g, m in c[lead]["same_size"][key].items():
+            other = c[CONTENT_BASELINE]["same_size"][key].get(g, {})
+            lines.append(f"| {g} | {m['n']} | {m['auc_vs_other_class']:.3f} | "
+                         f"{m.get('fake_recall', m.get('real_kept')):.3f} | {fmt(other.get('auc_vs_other_class'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_original(r: dict) -> str:
+    lines = ["## The development set as before the photoreal data (second table)", "",
+             f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]
-    lines += ["", "## Pooled over the held-out folds", "",
+    lines += ["", "### Pooled over the held-out folds", "",
               "| contender | same codec AUC | same codec acc | as is AUC | as is acc | "
               + " | ".join(f"same codec AUC, {f} files only" for f in WITHIN_FORMATS) + " |",
               "|---|---|---|---|---|" + "---|" * len(WITHIN_FORMATS)]
@@ -522,18 +783,19 @@ def markdown(r: dict) -> str:
         same, as_is = c["same_codec"], c["as_is"]
         lines.append(f"| {name} | **{same['pooled_auc']:.3f}** | {same['pooled_accuracy']:.3f} "
                      f"| {as_is['pooled_auc']:.3f} | {as_is['pooled_accuracy']:.3f} | "
-                     + " | ".join(f"{same['within_format'][f]['auc']:.3f}" for f in WITHIN_FORMATS) + " |")
-    counts = r["contenders"][BUNDLED_RECIPE]["same_codec"]["within_format"]
+                     + " | ".join(fmt(same["within_format"][f]["auc"]) for f in WITHIN_FORMATS) + " |")
+    lead = lead_contender(r["contenders"])
+    counts = r["contenders"][lead]["same_codec"]["within_format"]
     lines += ["", "Within a format: REAL files of that stored format against FAKE files of it ("
               + "; ".join(f"{f}: {c['n_real']} REAL, {c['n_fake']} FAKE" for f, c in counts.items())
               + "), so that compression history cannot tell the classes apart."]
     for key, title in (("per_source", "Per held-out source"),
                        ("per_family", "Per generator family (FAKE) vs all REAL")):
-        lines += ["", f"## {title}: same codec, {BUNDLED_RECIPE} vs the shortcut", "",
+        lines += ["", f"### {title}: same codec, {lead} vs the shortcut", "",
                   "| group | n | AUC vs other class | FAKE recall / REAL kept | shortcut AUC |",
                   "|---|---|---|---|---|"]
-        ours = r["contenders"][BUNDLED_RECIPE]["same_codec"][key]
-        theirs = r["contenders"]["size/format/bytes only"]["same_codec"][key]
+        ours = r["contenders"][lead]["same_codec"][key]
+        theirs = r["contenders"][SHORTCUT]["same_codec"][key]
         for g, m in ours.items():
             kept = m.get("fake_recall", m.get("real_kept"))
             lines.append(f"| {g} | {m['n']} | {m['auc_vs_other_class']:.3f} | {kept:.3f} | "

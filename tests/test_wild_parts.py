@@ -159,16 +159,96 @@ def test_a_vit_probe_s_features_come_from_the_weights_file_it_is_given(tmp_path,
     np.testing.assert_allclose(f["as_is"][0], expected, rtol=1e-5, atol=1e-5)
 
 
+LABEL_COLUMNS = "relpath,source,cls,family,format,width,height,sha1"
+
+
 def test_labels_files_join_and_refuse_an_image_listed_twice(tmp_path, capsys):
     wild = benchmark_script("wild")
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
-    a.write_text("relpath,source,sha1\nx/1.jpg,x,11\nx/2.jpg,x,22\n")
-    b.write_text("relpath,source,sha1\ny/1.jpg,y,33\n")
-    c.write_text("relpath,source,sha1\ny/9.jpg,y,22\n")  # other path, same bytes as x/2.jpg
+    a.write_text(f"{LABEL_COLUMNS}\nx/1.jpg,x,REAL,real,JPEG,9,9,11\nx/2.jpg,x,REAL,real,JPEG,9,9,22\n")
+    b.write_text(f"{LABEL_COLUMNS},content\ny/1.jpg,y,FAKE,SDXL,PNG,9,9,33,animal\n")  # additions carry content
+    c.write_text(f"{LABEL_COLUMNS}\ny/9.jpg,y,FAKE,SDXL,PNG,9,9,22\n")  # other path, same bytes as x/2.jpg
     assert [r["relpath"] for r in wild.read_labels([str(a), str(b)])] == ["x/1.jpg", "x/2.jpg", "y/1.jpg"]
     with pytest.raises(SystemExit) as e:
         wild.read_labels([str(a), str(c)])
     assert e.value.code == 2 and "listed twice" in capsys.readouterr().err
+    tags = {"x/1.jpg": "urban", "x/2.jpg": "food", "y/1.jpg": "people"}
+    assert [r["content"] for r in wild.read_labels([str(a), str(b)], tags)] == ["urban", "food", "animal"]
+    with pytest.raises(SystemExit) as e:
+        wild.read_labels([str(a)], {"x/1.jpg": "urban"})
+    assert e.value.code == 2 and "x/2.jpg has no content tag" in capsys.readouterr().err
+    (tmp_path / "d.csv").write_text("relpath,source,sha1\nz/1.jpg,z,44\n")
+    with pytest.raises(SystemExit) as e:
+        wild.read_labels([str(tmp_path / "d.csv")])
+    assert e.value.code == 2 and "no cls, family, format, width, height column(s)" in capsys.readouterr().err
+
+
+def test_per_content_auc_sees_through_a_content_shortcut():
+    """A score that only knows what is pictured looks good pooled and is at chance within a content tag;
+    the photoreal mask and the conditions that left an image out (NaN) are not counted."""
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(0)
+    rows, scores = [], []
+    for cls, content, n in (("REAL", "animal", 300), ("REAL", "urban", 60), ("FAKE", "animal", 60),
+                            ("FAKE", "urban", 300), ("FAKE", "art", 200)):
+        rows += [{"cls": cls, "format": "JPEG", "source": f"{cls}_{content}", "family": "x", "content": content}] * n
+        scores += list((content == "urban") * 0.5 + rng.uniform(0, 0.5, n) + (content == "art") * 0.5)
+    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    p = np.array(scores)
+    p[:10] = np.nan  # e.g. images the native crop left out
+    out = wild.summarise(p, labels, rows, wild.photoreal_mask(rows))
+    assert (out["n_real"], out["n_fake"]) == (350, 360) and "art" not in out["per_content"]
+    assert out["pooled_auc"] > 0.75
+    for tag, n in (("animal", (290, 60)), ("urban", (60, 300))):
+        assert (out["per_content"][tag]["n_real"], out["per_content"][tag]["n_fake"]) == n
+        assert abs(out["per_content"][tag]["auc"] - 0.5) < 0.1
+
+
+def test_the_content_baseline_reads_only_the_thumbnail_and_the_shortcut_skips_left_out_images():
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(1)
+    feats = {c: rng.normal(size=(6, 4)) for c in wild.CONDITIONS}
+    feats["thumb"] = rng.normal(size=(6, 4))
+    feats["native_512"][[1, 4]] = np.nan
+    only = wild.content_only(feats)
+    assert np.array_equal(only["thumb_views"][:, 0], feats["thumb"]) and only["thumb_views"].shape == (6, 1, 4)
+    for cond in wild.CONDITIONS:
+        expected = feats["thumb"].copy()
+        if cond == "native_512":
+            expected[[1, 4]] = np.nan
+        np.testing.assert_array_equal(only[cond], expected)
+    labels = np.array([0, 1] * 100)
+    meta = {f"meta_{c}": np.c_[labels * 2.0 + rng.normal(0, 0.1, 200), np.ones(200)] for c in wild.CONDITIONS}
+    meta["meta_native_512"][[0, 3]] = np.nan
+    p = wild.shortcut(meta, labels, np.repeat(np.arange(4), 50))
+    assert np.isnan(p["native_512"][[0, 3]]).all() and not np.isnan(np.delete(p["native_512"], [0, 3])).any()
+    assert ((p["same_size"] > 0.5) == labels).all()  # it does find a shortcut where there is one
+
+
+def test_row_features_score_the_reductions_and_the_thumbnail_with_the_same_backbone(tmp_path):
+    wild = benchmark_script("wild")
+    from aivsreal.evaluate.conditions import native_crop, same_size, thumbnail
+
+    model = wild.build_model(wild.default_config("lite0_probe"), pretrained=True).eval()
+    rng = np.random.default_rng(2)
+    store = tmp_path / "reduced"
+    for name, (h, w) in (("big.png", (600, 700)), ("small.png", (300, 400))):
+        px = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(px).save(buf, "PNG")
+        f = wild.row_features(model, CodecChain(), buf.getvalue(), name, store)
+        small = same_size(px)
+        assert (store / "same_size" / f"{name}.jpg").read_bytes() == small
+        np.testing.assert_allclose(f["same_size"], wild.embed(model, tiles(wild.decode_jpeg(small), 224, 4)).mean(0),
+                                   rtol=1e-4, atol=1e-4)
+        up = np.asarray(Image.fromarray(thumbnail(px)).resize((224, 224), Image.Resampling.BICUBIC))[None]
+        np.testing.assert_allclose(f["thumb"], wild.embed(model, up)[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(f["meta_same_size"], [512, 512, np.log(len(small)), 1, 0, 0, 0, 0, 0])
+        if native_crop(px) is None:
+            assert np.isnan(f["native_512"]).all() and np.isnan(f["meta_native_512"]).all()
+            assert (store / "native_512" / f"{name}.none").exists()
+        else:
+            assert not np.isnan(f["native_512"]).any()
 
 
 def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
@@ -178,17 +258,22 @@ def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsy
     spec = wild.Trained("fast", 96, 6, 0.0125)
     rows = [{"relpath": f"{i}.png"} for i in range(12)]
     labels, folds = np.tile([0, 1], 6), np.repeat([0, 1], 6)
-    scores = {"as_is": np.linspace(0, 1, 12), "same_codec": np.linspace(1, 0, 12)}
+    scores = {c: np.linspace(0, 1, 12) ** (i + 1) for i, c in enumerate(wild.CONDITIONS)}
     cache = tmp_path / "trained.npz"
-    np.savez(cache, **scores, record=np.array('{"minutes_per_fold": [1, 1], "epochs_run": [6, 5]}'),
-             relpaths=np.array([r["relpath"] for r in rows]), folds=folds)
-    p, record = wild.trained_scores(spec, rows, tmp_path, labels, folds, [], cache)
-    assert np.array_equal(p["as_is"], scores["as_is"]) and np.array_equal(p["same_codec"], scores["same_codec"])
-    assert record["epochs_run"] == [6, 5] and len(record["pflops_per_fold"]) == 2
+    record = np.array('{"minutes_per_fold": [1, 1], "epochs_run": [6, 5]}')
+    np.savez(cache, **scores, record=record, relpaths=np.array([r["relpath"] for r in rows]), folds=folds)
+    p, got = wild.trained_scores(spec, rows, tmp_path, labels, folds, [], cache, tmp_path)
+    assert all(np.array_equal(p[c], scores[c]) for c in wild.CONDITIONS)
+    assert got["epochs_run"] == [6, 5] and len(got["pflops_per_fold"]) == 2
     for other_rows, other_folds in ((rows[::-1], folds), (rows, folds[::-1])):
         with pytest.raises(SystemExit) as e:
-            wild.trained_scores(spec, other_rows, tmp_path, labels, other_folds, [], cache)
+            wild.trained_scores(spec, other_rows, tmp_path, labels, other_folds, [], cache, tmp_path)
         assert e.value.code == 2 and "delete it to retrain" in capsys.readouterr().err
+    old = {c: scores[c] for c in ("as_is", "same_codec")}  # a cache from before the photoreal conditions
+    np.savez(cache, **old, record=record, relpaths=np.array([r["relpath"] for r in rows]), folds=folds)
+    with pytest.raises(SystemExit) as e:
+        wild.trained_scores(spec, rows, tmp_path, labels, folds, [], cache, tmp_path)
+    assert e.value.code == 2 and "conditions" in capsys.readouterr().err
 
 
 def test_within_format_auc_sees_through_a_format_shortcut():
@@ -209,7 +294,7 @@ def test_within_format_auc_sees_through_a_format_shortcut():
 
 def test_feature_part_splits_stages_from_the_head():
     wild = benchmark_script("wild")
-    feats = {k: np.arange(2 * 2136, dtype=float).reshape(1, 2, 2136) for k in ("chain", "as_is", "same_codec")}
+    feats = {k: np.arange(2 * 2136, dtype=float).reshape(1, 2, 2136) for k in ("chain", *wild.CONDITIONS)}
     stages, head = wild.feature_part(feats, "lite2_probe", "stages"), wild.feature_part(feats, "lite2_probe", "head")
     assert stages["chain"].shape == (1, 2, 856) and head["same_codec"].shape == (1, 2, 1280)
     together = np.concatenate([stages["as_is"], head["as_is"]], -1)

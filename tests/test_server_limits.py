@@ -1,5 +1,6 @@
 """The real server on 127.0.0.1 against hostile clients: chunked bodies past the cap, stalled bodies and
-headers, requests asking for too many pixels; and the decode budget that bounds memory.
+headers, requests asking for too many pixels or files; the decode budget that bounds memory, and the
+per-file byte limit of `predict`.
 
 Bounded: a few sockets, a few megabytes, each with a timeout; loopback only.
 """
@@ -197,3 +198,106 @@ def test_decoded_giants_are_given_back_to_the_system():
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 150
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    model = tmp_path_factory.mktemp("small") / "model.pt"
+    save_model(model, build_model(default_config("fast")))
+    return model
+
+
+@pytest.fixture(scope="module")
+def giant_png():
+    """8000x8000 grey: exactly MAX_PIXELS (64 MP), ~60 KB of PNG; 64 MB while Pillow decodes it (mode L)."""
+    from aivsreal.data.images import MAX_PIXELS
+
+    buf = io.BytesIO()
+    Image.new("L", (8000, 8000), 128).save(buf, "PNG")
+    assert declared_pixels(buf.getvalue()) == MAX_PIXELS == 64_000_000 and len(buf.getvalue()) < 200_000
+    return buf.getvalue()
+
+
+def test_more_than_64_files_in_one_request_is_a_413(small_model):
+    one = png(synthetic_image(1, np.random.default_rng(0)))
+    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+        r = c.post("/api/predict", files=[("files", (f"{i}.png", one, "image/png")) for i in range(65)])
+        assert r.status_code == 413 and r.json()["detail"] == "at most 64 files per request"
+        r = c.post("/api/predict", files=[("files", (f"{i}.png", one, "image/png")) for i in range(64)])
+    assert app_module.MAX_FILES == 64
+    assert r.status_code == 200 and [e["status"] for e in r.json()["results"]] == [200] * 64
+
+
+def test_the_real_request_pixel_budget_takes_four_64_megapixel_images_and_no_more(small_model, giant_png):
+    """256 MP a request, unpatched: four maximum-size images fill it exactly; one pixel more is the next
+    request's. Each giant decodes (64 MB at a time, the decode budget's capacity) and is scored."""
+    assert app_module.REQUEST_PIXELS == 256_000_000
+    small = png(synthetic_image(0, np.random.default_rng(1)))
+    files = [("files", (f"giant{i}.png", giant_png, "image/png")) for i in range(4)]
+    files += [("files", ("small.png", small, "image/png")), ("files", ("junk.png", b"junk", "image/png"))]
+    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+        r = c.post("/api/predict", files=files)
+        assert r.status_code == 200
+        results = r.json()["results"]
+        assert [e["status"] for e in results] == [200, 200, 200, 200, 413, 413]
+        assert all("256,000,000-pixel limit per request" in e["error"] for e in results[4:])
+        assert all(e["label"] in ("REAL", "FAKE") and 0 < e["p_fake"] < 1 for e in results[:4])
+        alone = c.post("/api/predict", files=[("files", ("small.png", small, "image/png"))])  # fits on its own
+        assert alone.json()["results"][0]["status"] == 200
+
+
+def test_every_decode_in_the_app_holds_its_pixels_in_the_decode_budget(small_model, giant_png, monkeypatch):
+    """The app's budget has one maximum-size image's capacity, and each file decodes while holding its
+    declared pixels (at least 1: undeclared junk too); all is given back after the request."""
+    from aivsreal.predict.detector import Detector
+
+    budgets, held_while_decoding = [], []
+
+    class Recorded(PixelBudget):
+        def __init__(self, capacity):
+            super().__init__(capacity)
+            budgets.append(self)
+
+    real_decode = Detector.decode
+
+    def decode(self, image):
+        held_while_decoding.append(budgets[0].in_use)
+        return real_decode(self, image)
+
+    monkeypatch.setattr(app_module, "PixelBudget", Recorded)
+    monkeypatch.setattr(Detector, "decode", decode)
+    files = [("files", ("giant.png", giant_png, "image/png")),
+             ("files", ("small.png", png(np.zeros((50, 40, 3), np.uint8)), "image/png")),
+             ("files", ("junk.png", b"junk", "image/png"))]
+    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+        r = c.post("/api/predict", files=files)
+    assert [e["status"] for e in r.json()["results"]] == [200, 200, 400]
+    assert len(budgets) == 1 and budgets[0].capacity == app_module.DECODE_PIXELS == 64_000_000
+    assert held_while_decoding == [64_000_000, 50 * 40, 1] and budgets[0].in_use == 0
+
+
+def sparse_file(path, size):
+    """A file of `size` bytes that takes no disk and no time to make (a hole, read back as zeros)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_predict_refuses_a_file_over_64_mib_before_reading_it(small_model, tmp_path, capsys):
+    """read_limited: one byte over MAX_FILE_BYTES is refused from its size; exactly the limit is read
+    (and, being zeros, is no image); the image beside them is scored."""
+    import csv
+
+    from aivsreal.cli import main
+    from aivsreal.data.images import MAX_FILE_BYTES
+
+    assert MAX_FILE_BYTES == 64 * 2**20
+    sparse_file(tmp_path / "over.png", MAX_FILE_BYTES + 1)
+    sparse_file(tmp_path / "at.png", MAX_FILE_BYTES)
+    (tmp_path / "ok.png").write_bytes(png(synthetic_image(0, np.random.default_rng(2))))
+    assert main(["predict", str(tmp_path / "over.png"), str(tmp_path / "at.png"), str(tmp_path / "ok.png"),
+                 "--model", str(small_model), "--device", "cpu", "--csv", str(tmp_path / "o.csv")]) == 0
+    rows = {r["path"].rpartition("/")[2]: r for r in csv.DictReader(open(tmp_path / "o.csv"))}
+    assert rows["over.png"]["error"].endswith("67,108,865 bytes, over the 67,108,864-byte limit per image")
+    assert "not a readable image" in rows["at.png"]["error"]
+    assert rows["ok.png"]["label"] in ("REAL", "FAKE") and not rows["ok.png"]["error"]

@@ -2,7 +2,7 @@
 headers, requests asking for too many pixels or files; the decode budget that bounds memory, and the
 per-file byte limit of `predict`.
 
-Bounded: a few sockets, a few megabytes, each with a timeout; loopback only.
+Bounded: a few sockets, each with a timeout, loopback only; at most one 64 MP decode (64 MB) or 64 MiB read at a time.
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["fast", "efficientnet_lite0"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 256])
     ap.add_argument("--rounds", type=int, default=3, help="repeat every measurement; report the median")
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="time each measurement for at least this long (and at least 5 calls)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +79,7 @@ def main() -> None:
                 for backend, (file, options) in backends.items():
                     det = Detector.load(file, device="cpu", **options)
                     for batch in args.batches:
-                        speeds.setdefault((backend, batch), []).append(images_per_s(det, batch))
+                        speeds.setdefault((backend, batch), []).append(images_per_s(det, batch, args.seconds))
                     tta = det.tta
                     del det
                     gc.collect()
@@ -93,14 +95,15 @@ def main() -> None:
         {"provenance": provenance().to_dict(), "meta": meta, "rows": rows}, indent=2))
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPU cores (torch {meta['torch']}): `{meta['command']}`. "
              f"Images/s on decoded 32x32 pixels: median of {args.rounds} interleaved rounds, each the median of "
-             "timed calls over 3 s; TTA (2 passes) as each model uses it. Run-to-run spread on this VM is "
-             "about ±20%." + ("" if meta["cpu_bf16_native"] else " This CPU has no native bf16, so the "
+             f"timed calls over {args.seconds:g} s; TTA (2 passes) as each model uses it. Run-to-run spread on "
+             "this VM is about ±20%." + ("" if meta["cpu_bf16_native"] else " This CPU has no native bf16, so the "
                               "`torch bf16` rows ran in fp32 (aivsreal/device.py)."), "",
-             "| model | backend | batch 1 img/s | batch 256 img/s |", "|---|---|---|---|"]
+             "| model | backend | " + " | ".join(f"batch {b} img/s" for b in args.batches) + " |",
+             "|---|---|" + "---|" * len(args.batches)]
     for name in args.models:
         for backend in ("torch fp32", "torch bf16", "onnxruntime fp32"):
             got = {r["batch"]: r["img_per_s"] for r in rows if r["model"] == name and r["backend"] == backend}
-            lines.append(f"| `{name}` | {backend} | {got.get(1, 0):,.0f} | {got.get(256, 0):,.0f} |")
+            lines.append(f"| `{name}` | {backend} | " + " | ".join(f"{got[b]:,.0f}" for b in args.batches) + " |")
     (RESULTS / "inference.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -629,6 +629,13 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
                            for name, ps in ev.scores.items()}}
 
 
+def read_sources(path: str) -> set[str]:
+    """Source names, one per line ('#' starts a comment); none when the file does not exist."""
+    if not Path(path).exists():
+        return set()
+    return {line.split("#")[0].strip() for line in Path(path).read_text().splitlines()} - {""}
+
+
 def photoreal_mask(rows: list[dict]) -> np.ndarray:
     return np.array([r["content"] not in NOT_PHOTOREAL for r in rows])
 
@@ -664,7 +671,7 @@ def main() -> None:
         ap.error("--probes needs at least one backbone")
     started = time.time()
     root = Path(args.wild).expanduser()
-    external = set(Path(args.external).read_text().split()) if Path(args.external).exists() else set()
+    external = read_sources(args.external)
     content = read_content(args.content)
     rows = [r for r in read_labels(args.labels + args.add, content) if r["source"] not in external]
     first_set = {r["relpath"] for r in read_labels(args.labels, content)}

@@ -542,11 +542,14 @@ def take(feats: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]
     return {k: v[idx] for k, v in feats.items() if k in ("chain", "plain", "thumb", *ROW_ARRAYS)}
 
 
-def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict]) -> dict[str, tuple[dict, str, bool]]:
+def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
+                     headline_only: bool = False) -> dict[str, tuple[dict, str, bool]]:
     """contender -> (features, the training views, sources weighted by 1/sqrt(size)), for the backbones
-    that were computed (--probes)."""
+    that were computed (--probes); with `headline_only`, the bundled recipe and the content baseline."""
     out: dict[str, tuple[dict, str, bool]] = {}
-    have = set(feats)
+    have = set(feats) if not headline_only else set()
+    if headline_only and BUNDLED_PROBE in feats:
+        out[BUNDLED_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -595,7 +598,7 @@ class Evaluation:
 
 
 def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: dict, blobs: list[bytes],
-             specs: tuple[Trained, ...], root: Path, cache: Path, tag: str) -> Evaluation:
+             specs: tuple[Trained, ...], root: Path, cache: Path, tag: str, headline_only: bool = False) -> Evaluation:
     """The images `idx` of the feature arrays: their own folds, every probe (C by inner CV), the
     shortcut, the per-fold fine-tunes of `specs` and the bundled `cifake`."""
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
@@ -606,7 +609,7 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
     blobs = [blobs[i] for i in idx]
     store = reduced_store(cache)
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
-              for name, (f, views, weighted) in probe_contenders(mine, vits).items()}
+              for name, (f, views, weighted) in probe_contenders(mine, vits, headline_only).items()}
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          cache.with_name(f"wild_{spec.family}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
@@ -627,6 +630,23 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
             "probe_c_per_fold": ev.probe_c, "trained": ev.trained,
             "contenders": {name: {c: summarise(ps[c], labels, ev.rows, mask) for c in conditions}
                            for name, ps in ev.scores.items()}}
+
+
+def keep_earlier(result: dict, path: Path) -> None:
+    """A --headline-only run recomputes a few contenders of the second table; the others keep the figures
+    of the run that wrote `path` (same images, folds and views), marked with that run's date and command."""
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text())
+    kept = {name: c for name, c in earlier.get("contenders", {}).items() if name not in result["contenders"]}
+    result["contenders"].update(kept)
+    for key in ("probe_c_per_fold", "trained"):
+        result[key] = {**{k: v for k, v in earlier.get(key, {}).items() if k in kept}, **result[key]}
+    if kept:  # each row names the run that measured it, even across several --headline-only runs
+        origin = earlier.get("from_earlier_run", {})
+        result["from_earlier_run"] = {name: origin.get(name, {"date": earlier.get("date"),
+                                                              "command": earlier.get("command")})
+                                      for name in sorted(kept)}
 
 
 def read_sources(path: str) -> set[str]:
@@ -657,6 +677,9 @@ def main() -> None:
                     help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
     ap.add_argument("--trained", nargs="*", choices=[s.family for s in TRAINED], default=[s.family for s in TRAINED],
                     help="the per-fold fine-tunes to run (default: all; hours of CPU on a grown set)")
+    ap.add_argument("--headline-only", action="store_true",
+                    help="of the probes, only the bundled recipe's and the content-only baseline (with the shortcut "
+                         "and the bundled detectors): the run that fits a CPU session")
     ap.add_argument("--vit-probe", nargs="*", choices=VIT_PROBES, default=[],
                     help="also the probes on web-scale ViTs (models/vit_probe.py): their weights come from the "
                          "Hugging Face Hub, or --vit-weights; hours of CPU for ViT-L, minutes on a GPU")
@@ -686,9 +709,20 @@ def main() -> None:
     blobs = same_codec_blobs(next(iter(probe_feats.values())))
     specs = tuple(s for s in TRAINED if s.family in args.trained)
     first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs, specs, root, cache,
-                     "original")
-    grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown")
+                     "original", args.headline_only)
+    grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown",
+                     args.headline_only)
     photoreal = summary(grown, ("same_size", "native_512", "as_is"), photoreal_mask(rows))
+    # the shipped `wild` detector was fitted on every --labels image: score it only on the others
+    added = np.setdiff1d(np.arange(len(rows)), original)
+    if len(added):
+        shipped = detector_scores(Detector.load("wild", device="cpu"), [rows[i] for i in added], root,
+                                  [blobs[i] for i in added], reduced_store(cache))
+        added_rows = [rows[i] for i in added]
+        added_labels = np.array([int(r["cls"] == "FAKE") for r in added_rows])
+        photoreal["bundled_wild_on_added"] = {c: summarise(shipped[c], added_labels, added_rows,
+                                                           photoreal_mask(added_rows))
+                                              for c in ("same_size", "native_512", "as_is")}
     bundled = photoreal["contenders"][BUNDLED_RECIPE] if BUNDLED_RECIPE in photoreal["contenders"] else None
     photoreal.update(
         external_sources=sorted(external), added_labels=args.add,
@@ -705,6 +739,8 @@ def main() -> None:
                                   for short, f in {**probe_feats, **vit_feats}.items()},
               "photoreal": photoreal,
               **summary(first, ("same_codec", "as_is"))}
+    if args.headline_only:
+        keep_earlier(result, RESULTS / "wild.json")
     if BUNDLED_RECIPE in result["contenders"]:
         best = result["contenders"][BUNDLED_RECIPE]
         result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
@@ -752,9 +788,16 @@ def markdown_photoreal(r: dict) -> str:
              f"- content-only baseline (the same probe on 32 px thumbnails): {fmt(r['content_baseline_auc'])} "
              "(above 0.65 means the slice is confounded by what is pictured)",
              f"- size/format/bytes baseline: {fmt(r['shortcut_baseline_auc'])} on the same-size files, "
-             f"{fmt(r['shortcut_as_stored_auc'])} on the files as stored", "",
-             "| contender | same size AUC | native crop AUC | as stored AUC | lowest content-tag AUC (same size) |",
-             "|---|---|---|---|---|"]
+             f"{fmt(r['shortcut_as_stored_auc'])} on the files as stored"]
+    shipped = r.get("bundled_wild_on_added")
+    if shipped:
+        lines.append(f"- the shipped `wild` detector on the added photoreal images it was not fitted on "
+                     f"({shipped['same_size']['n_real']} REAL, {shipped['same_size']['n_fake']} FAKE): same size "
+                     f"{fmt(shipped['same_size']['pooled_auc'])}, native crop "
+                     f"{fmt(shipped['native_512']['pooled_auc'])}, as stored {fmt(shipped['as_is']['pooled_auc'])}")
+    lines += ["",
+              "| contender | same size AUC | native crop AUC | as stored AUC | lowest content-tag AUC (same size) |",
+              "|---|---|---|---|---|"]
     for name, m in c.items():
         tags = [(t["auc"], tag) for tag, t in m["same_size"]["per_content"].items() if t["auc"] is not None]
         worst = f"{min(tags)[1]} {min(tags)[0]:.3f}" if tags else "–"
@@ -778,7 +821,11 @@ def markdown_photoreal(r: dict) -> str:
 
 
 def markdown_original(r: dict) -> str:
+    earlier = r.get("from_earlier_run")
     lines = ["## The development set as before the photoreal data (second table)", "",
+             *(["Rows not recomputed by this run (--headline-only) keep the figures of the run that measured them "
+                "(same images, folds and views):", "",
+                *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []),
              f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -299,3 +300,23 @@ def test_feature_part_splits_stages_from_the_head():
     assert stages["chain"].shape == (1, 2, 856) and head["same_codec"].shape == (1, 2, 1280)
     together = np.concatenate([stages["as_is"], head["as_is"]], -1)
     assert np.array_equal(together, feats["as_is"])  # nothing lost, nothing twice
+
+
+def test_a_headline_only_run_keeps_the_second_table_s_other_rows_and_says_whose_they_are(tmp_path):
+    wild = benchmark_script("wild")
+    earlier = {"date": "2026-11-27", "command": "python benchmarks/wild.py --old",
+               "contenders": {"lite2 probe (codec chain)": {"old": 1}, "lite0 probe (codec chain)": {"old": 2}},
+               "probe_c_per_fold": {"lite2 probe (codec chain)": [0.3], "lite0 probe (codec chain)": [0.003]},
+               "trained": {"fast fine-tuned": {"epochs": 6}}}
+    (tmp_path / "wild.json").write_text(json.dumps(earlier))
+    result = {"contenders": {"lite2 probe (codec chain)": {"new": 1}},
+              "probe_c_per_fold": {"lite2 probe (codec chain)": [0.001]}, "trained": {}}
+    wild.keep_earlier(result, tmp_path / "wild.json")
+    assert result["contenders"] == {"lite2 probe (codec chain)": {"new": 1}, "lite0 probe (codec chain)": {"old": 2}}
+    assert result["probe_c_per_fold"] == {"lite0 probe (codec chain)": [0.003], "lite2 probe (codec chain)": [0.001]}
+    assert result["from_earlier_run"] == {"lite0 probe (codec chain)": {"date": "2026-11-27",
+                                                                        "command": "python benchmarks/wild.py --old"}}
+    (tmp_path / "wild.json").write_text(json.dumps({**result, "date": "2026-12-07", "command": "python second"}))
+    again = {"contenders": {"lite2 probe (codec chain)": {"newer": 1}}, "probe_c_per_fold": {}, "trained": {}}
+    wild.keep_earlier(again, tmp_path / "wild.json")
+    assert again["from_earlier_run"]["lite0 probe (codec chain)"]["date"] == "2026-11-27"  # not the second run's

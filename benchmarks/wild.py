@@ -656,6 +656,28 @@ def read_sources(path: str) -> set[str]:
     return {line.split("#")[0].strip() for line in Path(path).read_text().splitlines()} - {""}
 
 
+def content_matched(p_content: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = 10,
+                    seed: int = 0) -> np.ndarray:
+    """The images of `mask` matched on the content-only baseline's held-out score: within each of `bins`
+    quantile bins of that score, as many REAL as FAKE (the larger class subsampled, seeded).
+
+    Matching on a propensity score: a REAL and a FAKE image in one bin look alike to a classifier that
+    sees only what is pictured, so on the matched slice that classifier is near chance and what a
+    detector scores above it is not content. The slice is chosen from the baseline's scores alone,
+    never from a detector's."""
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(mask & ~np.isnan(p_content))
+    edges = np.quantile(p_content[idx], np.linspace(0, 1, bins + 1)[1:-1])
+    which = np.searchsorted(edges, p_content[idx], side="right")
+    keep = np.zeros(len(labels), bool)
+    for b in range(bins):
+        members = idx[which == b]
+        real, fake = members[labels[members] == 0], members[labels[members] == 1]
+        n = min(len(real), len(fake))
+        keep[rng.choice(real, n, replace=False)] = keep[rng.choice(fake, n, replace=False)] = True
+    return keep
+
+
 def photoreal_mask(rows: list[dict]) -> np.ndarray:
     return np.array([r["content"] not in NOT_PHOTOREAL for r in rows])
 
@@ -712,7 +734,12 @@ def main() -> None:
                      "original", args.headline_only)
     grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown",
                      args.headline_only)
-    photoreal = summary(grown, ("same_size", "native_512", "as_is"), photoreal_mask(rows))
+    conditions = ("same_size", "native_512", "as_is")
+    photoreal = summary(grown, conditions, photoreal_mask(rows))
+    grown_labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    matched = content_matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
+    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, matched) for c in conditions}
+                                    for name, ps in grown.scores.items()}
     # the shipped `wild` detector was fitted on every --labels image: score it only on the others
     added = np.setdiff1d(np.arange(len(rows)), original)
     if len(added):
@@ -730,7 +757,10 @@ def main() -> None:
         per_content=bundled["same_size"]["per_content"] if bundled else None,
         content_baseline_auc=photoreal["contenders"][CONTENT_BASELINE]["same_size"]["pooled_auc"],
         shortcut_baseline_auc=photoreal["contenders"][SHORTCUT]["same_size"]["pooled_auc"],
-        shortcut_as_stored_auc=photoreal["contenders"][SHORTCUT]["as_is"]["pooled_auc"])
+        shortcut_as_stored_auc=photoreal["contenders"][SHORTCUT]["as_is"]["pooled_auc"],
+        content_matched_pooled_auc=photoreal["content_matched"].get(BUNDLED_RECIPE, {}).get("same_size", {})
+        .get("pooled_auc"),
+        content_matched_content_baseline_auc=photoreal["content_matched"][CONTENT_BASELINE]["same_size"]["pooled_auc"])
     result = {"provenance": provenance().to_dict(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
@@ -763,8 +793,10 @@ def fmt(x: float | None) -> str:
 
 def markdown(r: dict) -> str:
     features = " and ".join(f"{m} min for {b}" for b, m in r["feature_minutes"].items())
+    earlier = r.get("from_earlier_run", {})
     trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
-                        f"over the 4 folds" for name, t in r["trained"].items()) or "none this run (--trained)"
+                        f"over the 4 folds" for name, t in r["trained"].items() if name not in earlier) \
+        or "none this run (--trained)"
     lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
              f"and cached in benchmarks/runs/: the probe features (up to 21 forward passes of 224 px crops "
              f"per image), {features}, and the per-fold training, {trained})", ""]
@@ -803,6 +835,16 @@ def markdown_photoreal(r: dict) -> str:
         worst = f"{min(tags)[1]} {min(tags)[0]:.3f}" if tags else "–"
         lines.append(f"| {name} | **{fmt(m['same_size']['pooled_auc'])}** | {fmt(m['native_512']['pooled_auc'])} "
                      f"| {fmt(m['as_is']['pooled_auc'])} | {worst} |")
+    m = r["content_matched"]
+    mc = m[lead]["same_size"]
+    lines += ["", "### Matched on content: what is left when a content-only classifier cannot tell the classes apart",
+              "", "The photoreal slice matched on the content-only baseline's held-out score (10 quantile bins, "
+              "as many REAL as FAKE in each, seeded; chosen from the baseline's scores alone): "
+              f"{mc['n_real']:,} REAL and {mc['n_fake']:,} FAKE. The content-only baseline scores "
+              f"{fmt(m[CONTENT_BASELINE]['same_size']['pooled_auc'])} there.", "",
+              "| contender | same size AUC | native crop AUC | as stored AUC |", "|---|---|---|---|"]
+    lines += [f"| {name} | **{fmt(x['same_size']['pooled_auc'])}** | {fmt(x['native_512']['pooled_auc'])} | "
+              f"{fmt(x['as_is']['pooled_auc'])} |" for name, x in m.items()]
     lines += ["", "### Per content tag, same size: REAL of the tag against FAKE of the tag", "",
               f"| content | REAL | FAKE | {lead} | content only | size/format/bytes |", "|---|---|---|---|---|---|"]
     for tag, t in c[lead]["same_size"]["per_content"].items():

@@ -11,6 +11,7 @@ import timm
 from conftest import benchmark_script
 from PIL import Image
 from safetensors.torch import save_file
+from sklearn.metrics import roc_auc_score
 
 from aivsreal.data.crops import centre_crop, random_crop, tile_origins, tiles
 from aivsreal.data.images import decode_native
@@ -320,3 +321,20 @@ def test_a_headline_only_run_keeps_the_second_table_s_other_rows_and_says_whose_
     again = {"contenders": {"lite2 probe (codec chain)": {"newer": 1}}, "probe_c_per_fold": {}, "trained": {}}
     wild.keep_earlier(again, tmp_path / "wild.json")
     assert again["from_earlier_run"]["lite0 probe (codec chain)"]["date"] == "2026-11-27"  # not the second run's
+
+
+def test_matching_on_the_content_score_leaves_the_content_baseline_at_chance():
+    """A content score that separates the classes well is near 0.5 on the matched images, which hold as
+    many REAL as FAKE per score bin and only images of the mask."""
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(600, int), np.ones(400, int)]
+    p = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
+    mask = np.ones(1000, bool)
+    mask[:50] = False
+    assert roc_auc_score(labels[mask], p[mask]) > 0.85
+    keep = wild.content_matched(p, labels, mask)
+    assert not keep[:50].any() and keep.sum() > 200
+    assert labels[keep].sum() * 2 == keep.sum()
+    assert abs(roc_auc_score(labels[keep], p[keep]) - 0.5) < 0.06
+    assert np.array_equal(keep, wild.content_matched(p, labels, mask))  # seeded

@@ -63,3 +63,21 @@ def test_every_committed_results_file_has_the_header(path):
     else:
         assert re.fullmatch(r"[0-9a-f]{40}", header["git_commit"]) and isinstance(header["git_dirty"], bool)
         assert all(header["versions"][name] for name in ("aivsreal", "torch", "timm", "onnxruntime"))
+
+
+def test_the_results_index_is_rendered_from_the_headers_and_is_current(tmp_path):
+    """benchmarks/results/README.md lists every results file from its header; a stale index fails here."""
+    from conftest import benchmark_script
+
+    index = benchmark_script("results_index")
+    assert index.main(["--check"]) == 0, "run python benchmarks/results_index.py"
+    header = provenance(["python", "benchmarks/x.py", "--n", "1"]).to_dict()
+    (tmp_path / "x.json").write_text(json.dumps({"provenance": header, "rows": []}))
+    (tmp_path / "x.md").write_text("x")
+    (tmp_path / "notes.md").write_text("y")
+    text = index.render(tmp_path)
+    assert "| [x.json](x.json), [md](x.md) | `python benchmarks/x.py --n 1` |" in text
+    assert str(header["git_commit"] or "not a git checkout")[:7] in text and "[notes.md](notes.md)" in text
+    header["command"] = "python benchmarks/x.py --n 2"  # a rerun: the rendering changes with the header
+    (tmp_path / "x.json").write_text(json.dumps({"provenance": header, "rows": []}))
+    assert index.render(tmp_path) != text

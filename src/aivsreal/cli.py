@@ -32,9 +32,22 @@ from aivsreal.models.hub import DEFAULT_MODEL, resolve_model
 log = logging.getLogger("aivsreal")
 
 
+def installed_version() -> str:
+    """The version in the installed package's metadata (the source tree's `__version__` if not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aivsreal")
+    except PackageNotFoundError:
+        from aivsreal import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="aivsreal", description="Tell AI-generated images from real ones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    parser.add_argument("--version", action="version", version=f"aivsreal {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="train a detector, then evaluate it and write a report")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,15 @@ def safe_load(path: str | Path, what: str = "model file") -> Any:
     if not path.is_file():
         raise AivsrealError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        _check_zip(path, what)
+        with warnings.catch_warnings(record=True) as seen:  # torch's notes on a refused file are noise
+            warnings.simplefilter("always")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        for w in seen:  # a file that loads: its warnings are the user's to see
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return obj
+    except AivsrealError:
+        raise
     except pickle.UnpicklingError:
         # torch's weights-only unpickler refuses any global it does not know; its wording changes
         # between versions, so decide by what the file is: a torch archive whose pickle was refused
@@ -72,6 +81,18 @@ def safe_load(path: str | Path, what: str = "model file") -> Any:
         raise AivsrealError(f"{path}: not a readable {what} (not a PyTorch file)") from None
     except Exception as e:  # truncated zip, bad header, wrong magic...: untrusted input, one clear line
         raise AivsrealError(f"{path}: not a readable {what} ({type(e).__name__})") from None
+
+
+def _check_zip(path: Path, what: str) -> None:
+    """torch reads a zip archive's members without checking their CRC, so a flipped bit in a weight
+    (a broken download or copy) would load silently: check every member's checksum first."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as zf:
+        bad = zf.testzip()
+    if bad is not None:
+        raise AivsrealError(f"{path}: damaged {what}: the checksum of {bad} inside does not match (a broken "
+                            "download or copy); fetch or copy the file again")
 
 
 def writable_dir(path: str | Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
-from aivsreal.predict.batch import score_paths, score_to_csv
+from aivsreal.predict.batch import escaped, score_paths, score_to_csv
 from aivsreal.predict.detector import Detector, Prediction
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,9 @@ def writable_file(path: str, flag: str) -> Path:
 
 
 def printable(text: str) -> str:
-    """A file name on one table cell: tabs and newlines in names would break the rows."""
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    """A file name on one table cell: tabs and newlines in names would break the rows, and a byte that
+    is not UTF-8 would stop the print; the same escapes as the CSV's (predict.batch.escaped)."""
+    return escaped(text)
 
 
 def _previous_json(path: Path) -> list:

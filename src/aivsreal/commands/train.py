@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from aivsreal.commands.evaluate import summary_of, write_evaluation
@@ -19,6 +20,7 @@ from aivsreal.evaluate.scores import score_splits
 from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.models.network import ModelConfig
+from aivsreal.predict.detector import predict_logits, sigmoid
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
 from aivsreal.train.augment import CodecChain
@@ -97,6 +99,38 @@ def train_and_evaluate(
     if run_eval:
         ev = score_splits(model, {"train": rd.train, "val": rd.val, "test": rd.test}, dev, meta, leaked=rd.leaked)
         meta.summary = write_evaluation(out, ev, summary, state.history)
+        val_p = ev.scores["val"].p_fake
+    else:
+        val_p = sigmoid(predict_logits(model, rd.val.images, dev, tta=meta.tta) / meta.temperature)
     save_model(out / "model.pt", model, meta)
     distributed.finish()
+    constant = constant_model(val_p, rd.val.labels, meta.threshold)
+    if constant and data.strict:
+        raise AivsrealError(f"{constant} ({out / 'model.pt'} written; --strict)")
+    if constant:
+        log.warning("warning: %s", constant)
     return meta.summary
+
+
+CONSTANT_SPREAD = 1e-4  # P(FAKE) this close on every validation image: the model ignores its input
+
+
+def constant_model(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> str | None:
+    """One line when a run ends with a model that has learned nothing, else None.
+
+    Such a run (e.g. too few steps) reports accuracy 0.5 and looks like a weak detector; it is
+    none: every validation image gets the same P(FAKE), or the same verdict, so its accuracy is
+    the share of one class (chance).
+    """
+    if len(p_fake) == 0:
+        return None
+    spread = float(np.max(p_fake) - np.min(p_fake))
+    fake = np.asarray(p_fake) >= threshold
+    if spread >= CONSTANT_SPREAD and fake.any() and not fake.all():
+        return None
+    accuracy = float(np.mean(fake == (np.asarray(labels) == 1)))
+    what = (f"P(FAKE) {float(np.mean(p_fake)):.4f} on every validation image (spread {spread:.1e})"
+            if spread < CONSTANT_SPREAD else f"the verdict {'FAKE' if fake.all() else 'REAL'} on every "
+            "validation image")
+    return (f"constant model: it gives {what}, validation accuracy {accuracy:.4f} (chance); it has learned "
+            "nothing: train for more steps (--epochs, a larger --limit) or check the data's labels")

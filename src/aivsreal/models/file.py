@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from aivsreal import __version__
 from aivsreal.data.splits import SplitRecipe
 from aivsreal.errors import AivsrealError
@@ -131,19 +133,62 @@ def _read(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+SIZE_RANGE = (8, 4096)  # px: what `train --image-size/--input-size/--crop` accept (cli.py), and all a file may ask
+
+
 def read_config(d: dict[str, Any], where: str) -> ModelConfig:
-    """A ModelConfig from stored values; unknown keys (a newer minor version) are ignored."""
+    """A ModelConfig from stored values; unknown keys (a newer minor version) are ignored.
+
+    Every model file, folder and ONNX export is read through here, so `check_config` refuses a
+    config out of bounds before anything is built or decoded (predict, serve, evaluate alike).
+    """
     known = {f.name for f in fields(ModelConfig)}
     try:
-        return ModelConfig.from_dict({k: v for k, v in d.items() if k in known})
+        config = ModelConfig.from_dict({k: v for k, v in d.items() if k in known})
     except (KeyError, TypeError, ValueError) as e:
         raise AivsrealError(f"{where}: unreadable model config ({type(e).__name__}: {e})") from None
+    check_config(config, where)
+    return config
+
+
+def check_config(config: ModelConfig, where: str) -> None:
+    """Refuse sizes, crops and normalisation no trained model has: an image_size of 60000 would make
+    every decode allocate gigabytes, a zero input size or a std of 0 would fail or give NaN per image."""
+    low, high = SIZE_RANGE
+    if not isinstance(config.options, dict):
+        raise AivsrealError(f"{where}: model config options are not a mapping; the file is damaged")
+    crop = config.options.get("crop")
+    sizes = {"image_size": config.image_size, "input_size": config.input_size,
+             **({"crop": crop} if crop not in (None, 0) else {})}
+    for key, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise AivsrealError(f"{where}: {key} {value!r} is outside {low}..{high} px: the file is damaged or "
+                                "not one aivsreal trained; retrain it or load an intact copy")
+    if crop not in (None, 0) and not crop == config.image_size == config.input_size:
+        raise AivsrealError(f"{where}: crop {crop} differs from image_size {config.image_size} / input_size "
+                            f"{config.input_size} (a native-crop model reads its crops as they are); the file is "
+                            "damaged")
+    for key, values in (("mean", config.mean), ("std", config.std)):
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+        if len(values) != 3 or len(numbers) != 3 or (key == "std" and min(numbers) <= 0):
+            raise AivsrealError(f"{where}: {key} {list(values)} is not 3 finite numbers (one per RGB channel"
+                                f"{', each above 0' if key == 'std' else ''}); the file is damaged")
+
+
+def check_weights(state: dict[str, Any], where: str) -> None:
+    """NaN or inf in a weight makes every verdict NaN: refuse the file at load (predict and serve
+    alike), not at the first request."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise AivsrealError(f"{where}: weight {key} holds non-finite values (NaN or inf); the file is damaged: "
+                                "load an intact copy or retrain")
 
 
 def load_model_file(path: str | Path) -> tuple[DetectorNet, ModelMeta]:
     """The model in eval mode, and its metadata (`models.hub.load_model` takes any model reference)."""
     obj = _read(path)
     config = read_config(obj["config"], str(path))
+    check_weights(obj["state_dict"], str(path))
     model = build_model(config)
     try:
         model.load_state_dict(obj["state_dict"])

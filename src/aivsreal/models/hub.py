@@ -18,7 +18,15 @@ from typing import Any
 
 from aivsreal.errors import AivsrealError
 from aivsreal.models._registry import build_model
-from aivsreal.models.file import CLASS_NAMES, FORMAT, FORMAT_VERSION, ModelMeta, load_model_file, read_config
+from aivsreal.models.file import (
+    CLASS_NAMES,
+    FORMAT,
+    FORMAT_VERSION,
+    ModelMeta,
+    check_weights,
+    load_model_file,
+    read_config,
+)
 from aivsreal.models.network import DetectorNet
 from aivsreal.safe_io import atomic_write
 
@@ -115,6 +123,7 @@ def load_pretrained(folder: Path) -> tuple[DetectorNet, ModelMeta]:
         raise AivsrealError(f"{where}: model format v{stored.get('format_version')} is not one this aivsreal "
                             f"reads (up to v{FORMAT_VERSION}); upgrade aivsreal")
     config = read_config(stored["config"], where)
+    check_weights(state, where)
     network = build_model(config)
     try:
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

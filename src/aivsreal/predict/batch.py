@@ -1,9 +1,16 @@
-"""Score folders of any size: parallel decode, bounded memory, resumable CSV output.
+r"""Score folders of any size: parallel decode, bounded memory, resumable CSV output.
 
 Paths stream in (a generator over os.walk: the full list is never held), are decoded by a
 process pool one window at a time, scored in batches, and each row is written and flushed
 as soon as it is known. With `resume`, paths already in the CSV are skipped, so a killed
 job over a million files picks up where it stopped.
+
+Text cells are escaped so that any file name survives the round trip and every row is one line
+(a torn last row is then always the last line): a backslash is written `\\`, a newline `\n`, a
+carriage return `\r`, a tab `\t`, and a byte of a name that is not UTF-8 `\xNN` (Python's
+surrogateescape, os.fsdecode); the CSV itself stays valid UTF-8. A cell that starts with
+= + - @ or ' gets one more leading ' (the spreadsheet-formula guard). `--resume` reads the cells
+back through the exact inverse, so what was written is what is skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import csv
 import itertools
 import multiprocessing
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -45,13 +53,13 @@ def already_scored(csv_path: Path) -> set[str]:
             raise AivsrealError(f"{csv_path} has the columns {','.join(reader.fieldnames)}, not this version's "
                                 f"{','.join(CSV_FIELDS)}: resume into the CSV of a run of this version, or "
                                 "start a new one")
-        return {resolved(unsafe_cell(row["path"])) for row in reader if row.get("path")}
+        return {resolved(read_cell(row["path"])) for row in reader if row.get("path")}
 
 
 def csv_row(pred: Prediction) -> list[str]:
-    return [safe_cell(pred.source), pred.label or "", "" if pred.p_fake is None else f"{pred.p_fake:.6f}",
-            safe_cell(pred.error or ""), "" if pred.in_domain is None else str(pred.in_domain).lower(),
-            "" if pred.domain_score is None else f"{pred.domain_score:.4f}", safe_cell(pred.domain_reason or "")]
+    return [write_cell(pred.source), pred.label or "", "" if pred.p_fake is None else f"{pred.p_fake:.6f}",
+            write_cell(pred.error or ""), "" if pred.in_domain is None else str(pred.in_domain).lower(),
+            "" if pred.domain_score is None else f"{pred.domain_score:.4f}", write_cell(pred.domain_reason or "")]
 
 
 def truncate_torn_line(path: Path) -> None:
@@ -76,16 +84,52 @@ def resolved(path: str) -> str:
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+GUARDED = (*FORMULA_START, "'")  # a leading ' is guarded too, so that the guard can always be taken off
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPE = re.compile(r"\\(\\|n|r|t|x[89a-fA-F][0-9a-fA-F])")
+
+
+def escaped(text: str) -> str:
+    """A file name (or message) on one line of valid UTF-8, reversibly: backslash, newline, CR and tab
+    as \\\\ \\n \\r \\t, a byte that is not UTF-8 (a surrogateescape surrogate) as \\xNN."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescaped(text: str) -> str:
+    """The inverse of `escaped`; a backslash not followed by an escape is kept (CSVs of older versions)."""
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        if code[0] == "x":
+            return chr(0xDC00 + int(code[1:], 16))
+        return {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[code]
+    return _UNESCAPE.sub(one, text)
 
 
 def safe_cell(text: str) -> str:
     """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection): a leading ' when
-    it starts with = + - @ tab or CR."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    it starts with = + - @ tab or CR, or with ' itself (so that reading it back can always drop one)."""
+    return "'" + text if text.startswith(GUARDED) else text
 
 
 def unsafe_cell(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith(GUARDED) else text
+
+
+def write_cell(text: str) -> str:
+    """A text cell as written to the CSV: escaped, then guarded; `read_cell` is its exact inverse."""
+    return safe_cell(escaped(text))
+
+
+def read_cell(cell: str) -> str:
+    return unescaped(unsafe_cell(cell))
 
 
 def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,

@@ -113,6 +113,21 @@ def serving(model: Path, *extra: str) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory) -> Path:
+    """A `fast` model file straight from its seeded initialisation: for tests of loading and refusing,
+    where what it answers does not matter."""
+    import torch
+
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
+
+    path = tmp_path_factory.mktemp("m") / "model.pt"
+    torch.manual_seed(0)
+    save_model(path, build_model(default_config("fast")))
+    return path
+
+
 def benchmark_script(name: str) -> ModuleType:
     """benchmarks/NAME.py imported as a module: the scripts are not part of the package, but their
     parts that decide results (folds, weights, member selection) deserve tests too."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import zipfile
@@ -22,14 +21,6 @@ from aivsreal.models.file import save_model
 from aivsreal.predict.batch import safe_cell, truncate_torn_line
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "model.pt"
-    torch.manual_seed(0)
-    save_model(path, build_model(default_config("fast")))
-    return path
-
-
 def images_folder(root, n=3):
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -43,12 +34,12 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-def test_a_fifo_is_skipped_not_read(tmp_path, model_path):
+def test_a_fifo_is_skipped_not_read(tmp_path, untrained_model):
     folder = images_folder(tmp_path / "in")
     os.mkfifo(folder / "x.jpg")  # reading it would block forever
     with pytest.raises(BadImageError, match="not a regular file"):
         read_views(folder / "x.jpg", 32)
-    r = run_cli("predict", folder, "--model", model_path, "--workers", "1")
+    r = run_cli("predict", folder, "--model", untrained_model, "--workers", "1")
     assert r.returncode == 0 and "not a regular file" in r.stdout and r.stdout.count("\tREAL\t") + \
         r.stdout.count("\tFAKE\t") == 3
 
@@ -79,28 +70,29 @@ def test_an_oversized_zip_member_is_refused_before_reading(tmp_path):
     (("--workers", "0"), "--workers: 0 must be >= 1"),
     (("--threshold", "nan"), "not a finite number"),
 ])
-def test_numeric_options_are_validated(tmp_path, model_path, args, message):
+def test_numeric_options_are_validated(tmp_path, untrained_model, args, message):
     folder = images_folder(tmp_path / "in")
-    one_line_error(run_cli("predict", folder, "--model", model_path, *args), message)
+    one_line_error(run_cli("predict", folder, "--model", untrained_model, *args), message)
 
 
-def test_outputs_into_missing_or_read_only_folders_are_one_line_errors(tmp_path, model_path):
+def test_outputs_into_missing_or_read_only_folders_are_one_line_errors(tmp_path, untrained_model):
     folder = images_folder(tmp_path / "in")
-    one_line_error(run_cli("predict", folder, "--model", model_path, "--csv", tmp_path / "nope" / "o.csv"),
+    one_line_error(run_cli("predict", folder, "--model", untrained_model, "--csv", tmp_path / "nope" / "o.csv"),
                    "does not exist")
-    one_line_error(run_cli("predict", folder, "--model", model_path, "--json", tmp_path / "nope" / "o.json"),
+    one_line_error(run_cli("predict", folder, "--model", untrained_model, "--json", tmp_path / "nope" / "o.json"),
                    "does not exist")
-    one_line_error(run_cli("predict", folder, "--model", model_path, "--csv", folder), "is a folder")
+    one_line_error(run_cli("predict", folder, "--model", untrained_model, "--csv", folder), "is a folder")
 
 
-def test_resume_truncates_a_torn_line_and_matches_resolved_paths(tmp_path, model_path):
+def test_resume_truncates_a_torn_line_and_matches_resolved_paths(tmp_path, untrained_model):
     folder = images_folder(tmp_path / "in", n=4)
     out = tmp_path / "o.csv"
-    assert run_cli("predict", folder / "0.jpg", folder / "1.jpg", "--model", model_path, "--csv", out).returncode == 0
+    model = untrained_model
+    assert run_cli("predict", folder / "0.jpg", folder / "1.jpg", "--model", model, "--csv", out).returncode == 0
     with open(out, "a") as f:
         f.write(f"{folder / '2.jpg'},FA")  # a row torn by a power cut
     rel = os.path.relpath(folder / "0.jpg")  # the same file, spelled differently
-    r = run_cli("predict", rel, folder / "2.jpg", folder / "3.jpg", "--model", model_path, "--csv", out, "--resume")
+    r = run_cli("predict", rel, folder / "2.jpg", folder / "3.jpg", "--model", model, "--csv", out, "--resume")
     assert r.returncode == 0, r.stderr
     got = rows(out)
     assert [os.path.basename(row["path"]) for row in got] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
@@ -116,29 +108,30 @@ def test_truncate_torn_line_keeps_complete_rows(tmp_path):
     assert path.read_bytes() == b"a,b\n1,2\n"
 
 
-def test_json_resume_keeps_earlier_rows(tmp_path, model_path):
+def test_json_resume_keeps_earlier_rows(tmp_path, untrained_model):
     folder = images_folder(tmp_path / "in", n=3)
     out, js = tmp_path / "o.csv", tmp_path / "o.json"
-    assert run_cli("predict", folder / "0.jpg", "--model", model_path, "--csv", out, "--json", js).returncode == 0
-    assert run_cli("predict", folder, "--model", model_path, "--csv", out, "--json", js, "--resume").returncode == 0
+    model = untrained_model
+    assert run_cli("predict", folder / "0.jpg", "--model", model, "--csv", out, "--json", js).returncode == 0
+    assert run_cli("predict", folder, "--model", model, "--csv", out, "--json", js, "--resume").returncode == 0
     assert sorted(os.path.basename(r["source"]) for r in json.loads(js.read_text())) == ["0.jpg", "1.jpg", "2.jpg"]
 
 
-def test_dangling_symlink_is_an_error_row(tmp_path, model_path):
+def test_dangling_symlink_is_an_error_row(tmp_path, untrained_model):
     folder = images_folder(tmp_path / "in", n=1)
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
-    r = run_cli("predict", folder / "0.jpg", tmp_path / "gone.jpg", "--model", model_path)
+    r = run_cli("predict", folder / "0.jpg", tmp_path / "gone.jpg", "--model", untrained_model)
     assert r.returncode == 0 and "gone.jpg\tERROR\t" in r.stdout
 
 
-def test_formula_cells_are_neutralised_and_odd_names_keep_the_table(tmp_path, model_path):
+def test_formula_cells_are_neutralised_and_odd_names_keep_the_table(tmp_path, untrained_model):
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in ("=cmd.jpg", "tab\tname.jpg", "new\nline.jpg"):
         (folder / name).write_bytes(jpeg_bytes(synthetic_image(0, rng)))
     out = tmp_path / "o.csv"
-    r = run_cli("predict", folder, "--model", model_path, "--csv", out)
+    r = run_cli("predict", folder, "--model", untrained_model, "--csv", out)
     assert r.returncode == 0
     table = r.stdout.strip().splitlines()
     assert len(table) == 4 and all(line.count("\t") == 3 for line in table)
@@ -146,11 +139,11 @@ def test_formula_cells_are_neutralised_and_odd_names_keep_the_table(tmp_path, mo
     assert len(rows(out)) == 3
 
 
-def test_relative_formula_path_is_neutralised(tmp_path, model_path):
+def test_relative_formula_path_is_neutralised(tmp_path, untrained_model):
     rng = np.random.default_rng(0)
     (tmp_path / "=cmd.jpg").write_bytes(jpeg_bytes(synthetic_image(0, rng)))
     out = tmp_path / "o.csv"
-    r = run_cli_in(tmp_path, "predict", "=cmd.jpg", "--model", model_path, "--csv", out)
+    r = run_cli_in(tmp_path, "predict", "=cmd.jpg", "--model", untrained_model, "--csv", out)
     assert r.returncode == 0, r.stderr
     assert rows(out)[0]["path"] == "'=cmd.jpg"
 
@@ -197,26 +190,6 @@ def test_unknown_extra_config_key_still_loads(tmp_path):
     obj["another_new_key"] = {"x": 1}
     torch.save(obj, path)
     assert load_model(path)[0].config.name == "fast"
-
-
-def test_pickled_code_message_says_it_was_refused(tmp_path):
-    import pickle
-
-    class Boom:
-        def __reduce__(self):
-            return (os.system, ("true",))
-
-    path = tmp_path / "evil.pt"
-    buf = io.BytesIO()
-    torch.save({"x": 1}, buf)  # a real torch zip, then a payload in its pickle
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(path, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename.endswith("data.pkl"):
-                data = pickle.dumps(Boom())
-            zout.writestr(item, data)
-    one_line_error(run_cli("predict", images_folder(tmp_path / "in", n=1), "--model", path),
-                   "refused: it contains code")
 
 
 def test_too_few_images_for_a_validation_split_is_one_line_before_training(tmp_path):

@@ -22,14 +22,6 @@ from aivsreal.models.file import save_model
 from aivsreal.predict.batch import already_scored
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "model.pt"
-    torch.manual_seed(0)
-    save_model(path, build_model(default_config("fast")))
-    return path
-
-
 def write_images(folder, names):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -45,17 +37,17 @@ def csv_rows(path):
         return list(csv.DictReader(f))
 
 
-def test_a_non_utf8_file_name_round_trips_through_csv_json_and_resume(tmp_path, model_path):
+def test_a_non_utf8_file_name_round_trips_through_csv_json_and_resume(tmp_path, untrained_model):
     try:
         files = write_images(tmp_path / "in", [b"a.jpg", b"caf\xe9.jpg", b"\xff\xfe.jpg", b"z.jpg"])
     except (OSError, UnicodeError) as e:
         pytest.skip(f"this file system refuses a non-UTF-8 file name ({e})")
     out, js = tmp_path / "o.csv", tmp_path / "o.json"
-    r = run_cli("predict", tmp_path / "in", "--model", model_path, "--csv", out, "--json", js, "--workers", "1")
+    r = run_cli("predict", tmp_path / "in", "--model", untrained_model, "--csv", out, "--json", js, "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert len(csv_rows(out)) == 4 and already_scored(out) == {os.path.realpath(f) for f in files}
     assert sorted(row["source"] for row in json.loads(js.read_text())) == files
-    r = run_cli("predict", tmp_path / "in", "--model", model_path, "--csv", out, "--json", js, "--resume",
+    r = run_cli("predict", tmp_path / "in", "--model", untrained_model, "--csv", out, "--json", js, "--resume",
                 "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert len(csv_rows(out)) == 4 and len(json.loads(js.read_text())) == 4
@@ -65,27 +57,27 @@ ODD = ["new\nline.jpg", 'qu"ote.jpg', "=x.jpg", "'=x.jpg", "'plain.jpg", "back\\
        "tab\tname.jpg", "@at.jpg"]
 
 
-def test_odd_names_resume_after_a_partial_csv_without_loss_or_duplicates(tmp_path, model_path, monkeypatch):
+def test_odd_names_resume_after_a_partial_csv_without_loss_or_duplicates(tmp_path, untrained_model, monkeypatch):
     """Relative names, so that a cell starts with the name itself (a leading ' or = included)."""
     files = write_images(tmp_path / "in", ODD)
     monkeypatch.chdir(tmp_path / "in")
     out = tmp_path / "o.csv"
-    r = run_cli("predict", *ODD[:5], "--model", model_path, "--csv", out, "--workers", "1")
+    r = run_cli("predict", *ODD[:5], "--model", untrained_model, "--csv", out, "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert already_scored(out) == {os.path.realpath(n) for n in ODD[:5]}
-    r = run_cli("predict", *ODD, "--model", model_path, "--csv", out, "--resume", "--workers", "1")
+    r = run_cli("predict", *ODD, "--model", untrained_model, "--csv", out, "--resume", "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert len(csv_rows(out)) == len(ODD) and already_scored(out) == {os.path.realpath(f) for f in files}
 
 
-def test_a_row_torn_inside_a_name_with_a_newline_is_cut_cleanly(tmp_path, model_path):
+def test_a_row_torn_inside_a_name_with_a_newline_is_cut_cleanly(tmp_path, untrained_model):
     """A power cut mid-row: the torn row is dropped and rescored, the next rows are not swallowed."""
     files = write_images(tmp_path / "in", ["a.jpg", "b\nc.jpg", "d.jpg"])
     out = tmp_path / "o.csv"
-    assert run_cli("predict", *files, "--model", model_path, "--csv", out, "--workers", "1").returncode == 0
+    assert run_cli("predict", *files, "--model", untrained_model, "--csv", out, "--workers", "1").returncode == 0
     data = out.read_bytes()
     out.write_bytes(data[: data.index(b"c.jpg") + 2])  # torn just after the name's newline
-    r = run_cli("predict", *files, "--model", model_path, "--csv", out, "--resume", "--workers", "1")
+    r = run_cli("predict", *files, "--model", untrained_model, "--csv", out, "--resume", "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert len(csv_rows(out)) == 3 and already_scored(out) == {os.path.realpath(f) for f in files}
 
@@ -114,7 +106,7 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("config,message", BAD_CONFIGS)
-def test_an_out_of_bounds_config_is_refused_by_predict(tmp_path, model_path, config, message):
+def test_an_out_of_bounds_config_is_refused_by_predict(tmp_path, untrained_model, config, message):
     path = saved_with(tmp_path, config=config)
     folder = tmp_path / "in"
     write_images(folder, ["a.jpg"])

@@ -62,7 +62,7 @@ def assert_parity(torch_det: Detector, onnx_det: Detector, images: list[np.ndarr
     np.testing.assert_allclose(whole_o, whole_t, atol=tol)
 
 
-NOT_EXPORTABLE = {"spectrum_probe": "fft_fft2"}  # ONNX opset 17 has no FFT export: the torch backend only
+NOT_EXPORTABLE = {"spectrum_probe": "fft_fft2"}  # torch's opset-17 exporter cannot convert fft2: torch backend only
 
 
 @pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in ("ensemble", *NOT_EXPORTABLE)])

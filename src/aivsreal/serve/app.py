@@ -7,11 +7,14 @@ map for the predicted class, as a base64 PNG.
 Every verdict carries the domain check: `in_domain`, `domain_score` (> 1: unlike the training
 images) and `domain_reason`. The response status is 200 when at least one file was scored, else
 the files' own status (400 unreadable, 413 too large).
+Overload is an answer: when the inference queue is full or a wait passes its limit the request gets
+503 with Retry-After; any unexpected error in any route is a JSON 500 of one line (the traceback is logged).
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,7 +23,7 @@ from typing import Annotated, Any
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from aivsreal import __version__
@@ -30,8 +33,15 @@ from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.models.card import card_of
 from aivsreal.models.hub import ModelSource, resolve_model
 from aivsreal.predict.detector import Detector, combine_views
-from aivsreal.serve.batcher import BatchingPredictor
-from aivsreal.serve.limits import BodyLimit, PixelBudget, give_freed_images_back, header_deadline
+from aivsreal.serve.batcher import BatchingPredictor, Overloaded
+from aivsreal.serve.limits import (
+    BodyLimit,
+    JsonErrors,
+    PixelBudget,
+    error_body,
+    give_freed_images_back,
+    header_deadline,
+)
 
 DEFAULT_MAX_MB = 10.0
 MAX_FILES = 64
@@ -41,6 +51,10 @@ HEADER_DEADLINE_S = 10.0  # a connection without complete request headers this l
 # (about 256 MB in Pillow), and one request asks for at most four such images' worth.
 DECODE_PIXELS = MAX_PIXELS
 REQUEST_PIXELS = 4 * MAX_PIXELS
+# Inference backlog: images accepted and not yet scored, across all requests, and how long one request
+# may wait for its scores. Past either the request gets 503 + Retry-After, never a 500.
+MAX_QUEUED_IMAGES = 512
+INFER_TIMEOUT_S = 60.0
 
 
 def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
@@ -71,12 +85,14 @@ def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
 
 
 def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
-               body_timeout_s: float = BODY_STALL_S, precision: str = "bf16") -> FastAPI:
+               body_timeout_s: float = BODY_STALL_S, precision: str = "bf16",
+               max_queued_images: int = MAX_QUEUED_IMAGES, infer_timeout_s: float = INFER_TIMEOUT_S) -> FastAPI:
     """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector.
-    `precision="fp32"` answers exactly what `predict --precision fp32` does (bf16 is faster on CPUs with it)."""
+    `precision="fp32"` answers exactly what `predict --precision fp32` does (bf16 is faster on CPUs with it).
+    `max_queued_images`, `infer_timeout_s`: the inference queue's bound and a request's longest wait (503 past them)."""
     source = resolve_model(model_path)
     detector = Detector.load(source, device=device, precision=precision)
-    predictor = BatchingPredictor(detector)
+    predictor = BatchingPredictor(detector, max_queued=max_queued_images, timeout=infer_timeout_s)
     info = model_info(detector, source)
     explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -90,9 +106,16 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
 
     app = FastAPI(title="aivsreal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Is this image AI-generated? Upload images, get P(fake) and a verdict.")
+    app.state.predictor = predictor
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        logging.getLogger("aivsreal.serve").warning("503: %s", exc)
+        return JSONResponse(error_body(str(exc)), status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
     max_request = max_bytes * MAX_FILES + 1024 * 1024  # multipart overhead
     app.add_middleware(BodyLimit, max_bytes=max_request, stall_s=body_timeout_s)
+    app.add_middleware(JsonErrors)  # outermost of ours: catches what BodyLimit and every route let through
 
     def score(blobs: list[tuple[str | None, bytes]], explain: bool = False) -> list[dict[str, Any]]:
         """One entry per file, in order: a verdict, or a status and an error for that file alone."""
@@ -120,7 +143,8 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
                     entry.update(status=400, error=str(e))
             entries.append(entry)
         if pixels:
-            probs, features = combine_views(*predictor.predict(np.concatenate(pixels)), [len(v) for v in pixels])
+            scores = predictor.predict(np.concatenate(pixels), images=len(pixels))  # Overloaded: 503
+            probs, features = combine_views(*scores, [len(v) for v in pixels])
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,

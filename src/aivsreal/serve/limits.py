@@ -4,7 +4,7 @@ A Content-Length check alone lets a chunked body (no Content-Length) stream with
 Starlette spools a whole multipart body to disk before an endpoint runs. `BodyLimit` counts the
 body in the ASGI receive path: past `max_bytes` it stops reading and answers 413; a client that
 sends nothing for `stall_s` mid-body (slowloris) gets 408. Only these two answers are swapped in;
-everything else passes through untouched.
+everything else passes through untouched. `JsonErrors` turns any error that escapes a route into a JSON 500.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,48 @@ class BodyLimit:
                 raise
         if refusal and not answered:
             await _answer(send, *refusal)
+
+
+def error_body(message: str) -> dict[str, str]:
+    """A refusal's JSON body, one line: `error` as in the files' entries, `detail` as FastAPI and the page read."""
+    line = " ".join(message.split())
+    return {"error": line, "detail": line}
+
+
+class JsonErrors:
+    """Any exception that escapes the app becomes a logged JSON 500 of one line, never Starlette's text/plain one.
+
+    Clients (and the web page) parse every answer as JSON; a plain-text 500 reads as "the server is broken"
+    with no reason. The traceback goes to the log only: it can name files and internals.
+    """
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception as e:
+            logging.getLogger("aivsreal.serve").exception("500 on %s %s: %s", scope.get("method"), scope.get("path"),
+                                                          " ".join(str(e).split()) or type(e).__name__)
+            if started:  # half an answer is out: only closing the connection is left
+                raise
+            body = json.dumps(error_body(f"internal server error ({type(e).__name__}); the server log has "
+                                         "the details")).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
 
 
 async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str) -> None:

@@ -633,8 +633,9 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
 
 
 def keep_earlier(result: dict, path: Path) -> None:
-    """A --headline-only run recomputes a few contenders of the second table; the others keep the figures
-    of the run that wrote `path` (same images, folds and views), marked with that run's date and command."""
+    """A run limited by --headline-only, --probes or --trained recomputes some contenders of the second
+    table; the others keep the figures of the run that wrote `path` (same images, folds and views),
+    each marked with the date and command of the run that measured it."""
     if not path.exists():
         return
     earlier = json.loads(path.read_text())
@@ -769,8 +770,7 @@ def main() -> None:
                                   for short, f in {**probe_feats, **vit_feats}.items()},
               "photoreal": photoreal,
               **summary(first, ("same_codec", "as_is"))}
-    if args.headline_only:
-        keep_earlier(result, RESULTS / "wild.json")
+    keep_earlier(result, RESULTS / "wild.json")  # rows this run did not recompute (--probes, --trained, ...)
     if BUNDLED_RECIPE in result["contenders"]:
         best = result["contenders"][BUNDLED_RECIPE]
         result["same_codec"] = {"pooled_auc": best["same_codec"]["pooled_auc"]}
@@ -865,7 +865,7 @@ def markdown_photoreal(r: dict) -> str:
 def markdown_original(r: dict) -> str:
     earlier = r.get("from_earlier_run")
     lines = ["## The development set as before the photoreal data (second table)", "",
-             *(["Rows not recomputed by this run (--headline-only) keep the figures of the run that measured them "
+             *(["Rows not recomputed by this run keep the figures of the run that measured them "
                 "(same images, folds and views):", "",
                 *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []),
              f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "

@@ -539,7 +539,7 @@ SHORTCUT = "size/format/bytes only"
 
 def take(feats: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
     """The per-image arrays of a feature dict for the images `idx` (in that order)."""
-    return {k: v[idx] for k, v in feats.items() if k in ("chain", "plain", "thumb", *ROW_ARRAYS)}
+    return {k: v[idx] for k, v in feats.items() if k in ROW_ARRAYS}
 
 
 def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],

@@ -51,12 +51,6 @@ def writable_file(path: str, flag: str) -> Path:
     return target
 
 
-def printable(text: str) -> str:
-    """A file name on one table cell: tabs and newlines in names would break the rows, and a byte that
-    is not UTF-8 would stop the print; the same escapes as the CSV's (predict.batch.escaped)."""
-    return escaped(text)
-
-
 def _previous_json(path: Path) -> list:
     """What an earlier run wrote to --json, kept on --resume (an unreadable file is refused, not lost)."""
     if not path.exists() or path.stat().st_size == 0:
@@ -74,7 +68,7 @@ def _previous_json(path: Path) -> list:
 def domain_cell(pred: Prediction) -> str:
     if pred.in_domain is None:
         return "unknown (model has no domain check)"
-    return "in" if pred.in_domain else f"OUT: {printable(pred.domain_reason or '')}"
+    return "in" if pred.in_domain else f"OUT: {escaped(pred.domain_reason or '')}"
 
 
 def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None, json_path: str | None = None,
@@ -103,8 +97,8 @@ def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None,
             failed += pred.error is not None
             outside += pred.in_domain is False
             if not quiet:
-                print(f"{printable(pred.source)}\tERROR\t{printable(pred.error)}" if pred.error
-                      else f"{printable(pred.source)}\t{pred.label}\t{pred.p_fake:.4f}\t{domain_cell(pred)}")
+                print(f"{escaped(pred.source)}\tERROR\t{escaped(pred.error)}" if pred.error
+                      else f"{escaped(pred.source)}\t{pred.label}\t{pred.p_fake:.4f}\t{domain_cell(pred)}")
             if json_out:
                 json_out.write(("[\n" if written == 0 else ",\n") + json.dumps(asdict(pred)))
                 written += 1

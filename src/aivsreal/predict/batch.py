@@ -87,6 +87,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 GUARDED = (*FORMULA_START, "'")  # a leading ' is guarded too, so that the guard can always be taken off
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _UNESCAPE = re.compile(r"\\(\\|n|r|t|x[89a-fA-F][0-9a-fA-F])")
+_UNESCAPES = {code[1]: ch for ch, code in _ESCAPES.items()}  # the inverse, keyed by the letter after the backslash
 
 
 def escaped(text: str) -> str:
@@ -109,7 +110,7 @@ def unescaped(text: str) -> str:
         code = m.group(1)
         if code[0] == "x":
             return chr(0xDC00 + int(code[1:], 16))
-        return {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[code]
+        return _UNESCAPES[code]
     return _UNESCAPE.sub(one, text)
 
 

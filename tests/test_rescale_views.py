@@ -192,3 +192,16 @@ def test_predict_memory_does_not_grow_with_a_folder_of_large_images(tmp_path):
     peak = peak_rss_mb(tmp_path / "m.pt", many, tmp_path / "many.csv")
     assert len((tmp_path / "many.csv").read_text().splitlines()) == 17
     assert peak - base < 150, f"peak RSS {peak:.0f} MB for 16 images vs {base:.0f} MB for one"
+
+
+def test_an_ensemble_reads_its_members_scale_and_refuses_mixed_ones(tmp_path):
+    from aivsreal.models.ensemble import make_ensemble
+    from aivsreal.models.file import ModelMeta
+
+    def member(rescale):
+        return crop_model(tmp_path / f"m{rescale}.pt", rescale).network
+
+    net, _ = make_ensemble([("a", member(SIDE), ModelMeta()), ("b", member(SIDE), ModelMeta())])
+    assert (net.config.crop, net.config.rescale, net.config.draft) == (CROP, SIDE, True)
+    with pytest.raises(AivsrealError, match="at shorter side 96 px but a reads 32 px native crops"):
+        make_ensemble([("a", member(None), ModelMeta()), ("b", member(SIDE), ModelMeta())])

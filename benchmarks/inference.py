@@ -272,7 +272,7 @@ def photos_lines(section: dict) -> list[str]:
              f"Measured {meta['date']} on {meta['cpus']} CPU cores: `{section['provenance']['command']}`, "
              f"{meta['n']} images per folder from {meta['photos']}. Images/s: median of {meta['rounds']} runs of the "
              "whole command (start-up, model load, decode, scoring, CSV); past start-up: (N-1) / (time for N - time "
-             "for one image). Peak RSS: the largest process (what `/usr/bin/time -v` reports); tree PSS: the "
+             "for one image). Peak RSS: the largest process's VmHWM (what `/usr/bin/time -v` reports); tree PSS: the "
              "command and its decoding workers together, shared pages counted once (polled every 50 ms). Goal "
              "(issue 50): >= 10 images/s and <= 1 GB on 12 MP photos. Load average (1, 5, 15 min) before and "
              f"after: {meta['loadavg_before_after']}: on a shared machine other jobs slow every row alike.", "",

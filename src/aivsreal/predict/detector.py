@@ -23,7 +23,7 @@ from aivsreal.models.file import ModelMeta, verdict
 from aivsreal.models.hub import ModelRef, load_model, save_pretrained
 from aivsreal.models.network import logits_and_features
 
-MAX_PASS_PIXELS = 32 * 224 * 224  # network input pixels per forward pass (Detector.views_per_pass)
+MAX_PASS_PIXELS = 16 * 224 * 224  # network input pixels per forward pass (Detector.views_per_pass)
 MAX_HELD_VIEW_BYTES = 64 * 2**20  # decoded views waiting to be scored (Detector.window)
 
 
@@ -204,8 +204,9 @@ class Detector:
         """How many views one forward pass takes: MAX_PASS_PIXELS of network input (at least one view).
 
         A pass's activations grow with its pixels, not with its image count: on the Lite2 probe one pass
-        of 256 native 224 px tiles peaked at 2.7 GB RSS, one of 16 at 0.95 GB, at about the same views/s
-        on 2 CPU cores. CIFAKE's 32 px batches of 256 fit in one pass, as before.
+        of 256 native 224 px tiles peaked at 2.7 GB RSS; `predict` over 56 12 MP JPEGs with rescale 512
+        peaked at 1,214 MB with passes of 32 views, 1,040 MB with 16, 961 MB with 8, in the same time
+        for 32 and 16 (2 CPU cores). CIFAKE's 32 px batches of 256 fit in one pass, as before.
         """
         side = max(self.config.input_size, *view) if view else self.config.input_size
         return max(MAX_PASS_PIXELS // (side * side), 1)

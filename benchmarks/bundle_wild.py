@@ -11,6 +11,9 @@ held-out figures are wild.py's, where every score came from a fold that never sa
 the classifier is folded into the network's linear head, so the detector runs everywhere a model
 does (CLI, API, server, ONNX) on native 224 px tiles. The domain check is fitted on the as-is
 tile features (90% of the images; its threshold on the other 10%). Writes src/aivsreal/bundled/wild/.
+--external-auc is the detector's AUC on the locked external set (benchmarks/photoreal/external.txt,
+scored once): below 0.80, or not given, the detector ships marked experimental
+(models/file.experimental_reason), and `aivsreal models`, the card and every verdict say so.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ from wild import (
     read_labels,
 )
 
+from aivsreal.commands.options import SHARE
 from aivsreal.data.crops import centre_crop
 from aivsreal.data.images import decode_native, read_limited
 from aivsreal.data.sources import stratified_split
 from aivsreal.models import build_model, default_config
 from aivsreal.models.card import model_card
 from aivsreal.models.domain import DomainCheck
-from aivsreal.models.file import ModelMeta
+from aivsreal.models.file import ModelMeta, experimental_reason
 from aivsreal.models.hub import BUNDLED, save_pretrained
 from aivsreal.predict.detector import Detector
 
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's --cache")
     ap.add_argument("--sources", nargs="+", default=[str(p) for p in SOURCES_MD],
                     help="the sources tables with the licences (the set's SOURCES.md, wild_extra/README.md)")
+    ap.add_argument("--external-auc", type=SHARE, default=None,
+                    help="the AUC on the locked external set (0..1); without it the detector ships as experimental")
     args = ap.parse_args()
     root = Path(args.wild).expanduser()
     rows = read_labels(args.labels)
@@ -125,7 +131,10 @@ def main() -> None:
                "held_out": {"same_codec_auc": held["same_codec"]["pooled_auc"],
                             "as_is_auc": held["as_is"]["pooled_auc"]},
                "trained_on": "the wild development set (photos; ~25 generator families), native 224 px crops"}
-    meta = ModelMeta(tta=False, summary=summary, domain=domain)
+    if args.external_auc is not None:
+        summary["external"] = {"auc": args.external_auc, "sources": "benchmarks/photoreal/external.txt"}
+    meta = ModelMeta(tta=False, summary=summary, domain=domain,
+                     experimental=experimental_reason(args.external_auc, held["same_codec"]["pooled_auc"]))
 
     picks = np.random.default_rng(0).permutation(len(rows))[:FP16_SAMPLE]
     crops = np.stack([centre_crop(decode_native(read_limited(root / rows[i]["relpath"])), CROP) for i in picks])

@@ -24,6 +24,7 @@ from conftest import benchmark_script, jpeg_bytes, synthetic_image
 from PIL import Image
 
 import aivsreal
+from aivsreal.models.card import experimental_line
 from aivsreal.predict.detector import Detector
 from aivsreal.report.provenance import KEYS, LIBRARIES
 
@@ -264,7 +265,7 @@ def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path,
     monkeypatch.setattr(bundle_wild, "BUNDLED", tmp_path / "bundled")
     monkeypatch.setattr(bundle_wild, "FP16_SAMPLE", 3)  # 224 px Lite2 passes cost ~0.2 s each here
     run_main(bundle_wild, monkeypatch, "--wild", str(root), "--labels", str(labels_csv), "--cache", str(cache),
-             "--sources", str(sources_md))
+             "--sources", str(sources_md), "--external-auc", "0.7")
     printed = printed_json(capsys.readouterr().out)
     out = tmp_path / "bundled" / "wild"
     assert printed["out"] == str(out)
@@ -307,6 +308,10 @@ def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path,
     for s in ("real_src0", "fake_src2"):
         assert f"| {s} | owner/{s} @ abc" in card
     assert f"on 3 centre crops fp16-rounded weights changed {printed['fp16']['verdicts_changed']} verdicts" in card
+    # an external AUC under 0.80 ships the detector marked experimental, and its card says so under the title
+    assert summary["external"]["auc"] == 0.7
+    assert bundled.experimental == "locked external AUC 0.700 is below 0.80 (held-out 0.765)"
+    assert card.splitlines()[7] == experimental_line(bundled.experimental)  # under "# `wild`: ..."
 
 
 # ---------------------------------------------------------------- inference.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,11 @@ from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.card import model_card
 from aivsreal.models.domain import DomainVerdict
-from aivsreal.models.file import ModelMeta, verdict
+from aivsreal.models.file import ModelMeta, experimental_notice, verdict
 from aivsreal.models.hub import ModelRef, load_model, save_pretrained
 from aivsreal.models.network import logits_and_features
+
+log = logging.getLogger(__name__)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -54,6 +57,7 @@ class Prediction:
     in_domain: bool | None = None  # None: unreadable, or a model without a domain check (before 0.2)
     domain_score: float | None = None  # > 1: unlike the training images (see models/domain.py)
     domain_reason: str | None = None  # one line when out of domain
+    experimental: bool | None = None  # marked experimental (Detector.experimental says why); None: no verdict
 
 
 def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
@@ -100,6 +104,8 @@ class Detector:
         self.image_size = config.image_size
         self.name = config.name
         self.network = network
+        if meta.experimental:  # once per load: the CLI's stderr line, the server's log, the API user's warning
+            log.warning("this detector is experimental: %s", experimental_notice(meta.experimental))
 
     @classmethod
     def load(cls, path: ModelRef = None, device: str = "auto", backend: str = "torch",
@@ -136,6 +142,12 @@ class Detector:
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         scorer = TorchScorer(network, dev, meta.tta, amp=precision == "bf16", temperature=meta.temperature)
         return cls(scorer, network.config, meta, network)
+
+    @property
+    def experimental(self) -> str | None:
+        """Why this detector's verdicts are not to be relied on (its metadata says so); None when it is not
+        marked experimental. Every Prediction carries the flag as `experimental`."""
+        return self.meta.experimental
 
     @property
     def crop(self) -> int | None:
@@ -235,7 +247,7 @@ class Detector:
         """Scores -> Predictions: the label rule and the domain check, in one place for every front end."""
         out = []
         for source, p, dom in zip(sources, p_fake.tolist(), self.domain(features, sizes), strict=True):
-            pred = Prediction(source, self.label(p), p)
+            pred = Prediction(source, self.label(p), p, experimental=self.experimental is not None)
             if dom is not None:
                 pred.in_domain, pred.domain_reason = dom.in_domain, dom.reason
                 pred.domain_score = round(dom.score, 4) if np.isfinite(dom.score) else None

@@ -50,7 +50,7 @@ def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
             "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.threshold, "tta": meta.tta,
             "temperature": meta.temperature, "class_names": list(CLASS_NAMES),
             "aivsreal_version": meta.aivsreal_version,
-            "domain": meta.domain.to_dict() if meta.domain else None,
+            "domain": meta.domain.to_dict() if meta.domain else None, "experimental": meta.experimental,
         }),
         "preprocessing": preprocessing(cfg),
         "views": json.dumps(views(cfg)),

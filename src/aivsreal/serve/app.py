@@ -5,7 +5,8 @@ on its own: a corrupt or oversized file gets an error entry while the others get
 With `?explain=1` each verdict also carries `gradcam_png`: the image under its Grad-CAM heat
 map for the predicted class, as a base64 PNG.
 Every verdict carries the domain check: `in_domain`, `domain_score` (> 1: unlike the training
-images) and `domain_reason`. The response status is 200 when at least one file was scored, else
+images) and `domain_reason`, and `experimental` (true when the model's metadata marks it so; /api/model
+says why in `experimental_reason`). The response status is 200 when at least one file was scored, else
 the files' own status (400 unreadable, 413 too large).
 Overload is an answer: when the inference queue is full or a wait passes its limit the request gets
 503 with Retry-After; any unexpected error in any route is a JSON 500 of one line (the traceback is logged).
@@ -80,6 +81,8 @@ def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
         "domain": None if domain is None else {
             "short_side_px": list(domain.short_side), "max_aspect": domain.aspect[1],
             "feature_threshold": domain.threshold, "val_flagged": domain.val_flagged},
+        "experimental": det.experimental is not None,
+        "experimental_reason": det.experimental,  # one line, or None
         "card": card_of(source, det.config, det.meta),
     }
 
@@ -148,7 +151,8 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
-                                     domain_score=pred.domain_score, domain_reason=pred.domain_reason)
+                                     domain_score=pred.domain_score, domain_reason=pred.domain_reason,
+                                     experimental=pred.experimental)
             if explain:  # the heat map of each image's first view (a native-crop model's first tile)
                 batch = np.stack([v[0] for v in pixels])
                 for slot, px, cam in zip(slots, batch, explainer.explain(batch, p_fake=probs), strict=True):

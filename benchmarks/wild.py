@@ -402,24 +402,43 @@ def detector_scores(det: Detector, rows: list[dict], root: Path, blobs: list[byt
     return out
 
 
+SCRATCH = ("fast", "npr_patch")  # families with no pretrained weights
+
+
 @dataclass(frozen=True)
 class Trained:
-    """A detector trained per fold with `aivsreal train`'s own loop on native crops from disk."""
+    """A detector trained per fold with `aivsreal train`'s own loop on native crops from disk: of the
+    files as stored, or (`reduced`) of their `same_size` reductions, the 512 px view the headline
+    scores, so that training sees the scale it is tested at."""
 
     family: str
     crop: int
     epochs: int
     lr: float
     batch_size: int = 32
+    reduced: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.family + ("_512" if self.reduced else "")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.family not in SCRATCH
 
     @property
     def name(self) -> str:
-        start = "ImageNet" if self.family != "fast" else "scratch"
-        return f"{self.family} fine-tuned ({start}, codec chain, {self.crop} px crops, {self.epochs} epochs)"
+        start = "ImageNet" if self.pretrained else "scratch"
+        views = "crops of the 512 px reductions" if self.reduced else "crops"
+        verb = "fine-tuned" if self.pretrained else "trained"
+        return f"{self.family} {verb} ({start}, codec chain, {self.crop} px {views}, {self.epochs} epochs)"
 
 
-# lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune)
-TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4))
+# lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune);
+# npr_patch: its own recipe at batch 64, 12 epochs of one random 96 px patch per image (14 min a fold on 2 busy cores)
+TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4),
+           Trained("npr_patch", 96, 12, 2e-3, 64, reduced=True),
+           Trained("efficientnet_lite0", 224, 3, 2e-4, reduced=True))
 
 
 def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarray, folds: np.ndarray,
@@ -439,7 +458,8 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
         return {c: z[c] for c in CONDITIONS}, record
     p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
     record: dict = {"minutes_per_fold": [], "epochs_run": []}
-    refs = [ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
+    refs = [ImageRef(str(store / "same_size"), f"{r['relpath']}.jpg", 0, 0) if spec.reduced
+            else ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
     for f in range(folds.max() + 1):
         test_idx = np.flatnonzero(folds == f)
         fit, val = fit_and_val(labels, folds, f)
@@ -450,7 +470,7 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
 
         config = model_config(spec.family, {"crop": spec.crop})
         torch.manual_seed(0)
-        model = build_model(config, pretrained=spec.family != "fast")
+        model = build_model(config, pretrained=spec.pretrained)
         cfg = TrainConfig.for_model(train_recipe(spec.family), epochs=spec.epochs, lr=spec.lr,
                                     batch_size=spec.batch_size, seed=0)
         started = time.time()
@@ -611,15 +631,24 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
               for name, (f, views, weighted) in probe_contenders(mine, vits, headline_only).items()}
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
-                                         cache.with_name(f"wild_{spec.family}_{spec.crop}_{tag}.npz"), store)
+                                         cache.with_name(f"wild_{spec.key}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
+    pairs = {f"{spec.name} + {BUNDLED_RECIPE}, mean logit": (trained[spec.name][0], fitted[BUNDLED_RECIPE][0])
+             for spec in specs if spec.reduced and BUNDLED_RECIPE in fitted}
     scores = {**{name: p for name, (p, _) in fitted.items()},
               SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
               **{name: p for name, (p, _) in trained.items()},
+              **{name: {c: mean_logit(a[c], b[c]) for c in CONDITIONS} for name, (a, b) in pairs.items()},
               "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs,
                                                          store)}
     return Evaluation(rows, folds, scores, {name: c for name, (_, c) in fitted.items()},
                       {spec.name: {**asdict(spec), **trained[spec.name][1]} for spec in specs})
+
+
+def mean_logit(*ps: np.ndarray) -> np.ndarray:
+    """The ensemble of two detectors' P(fake): the mean of their logits (NaN where either is)."""
+    z = np.mean([np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7))) for p in ps], 0)
+    return 1 / (1 + np.exp(-z))
 
 
 def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None = None) -> dict:
@@ -633,21 +662,26 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
 
 
 def keep_earlier(result: dict, path: Path) -> None:
-    """A run limited by --headline-only, --probes or --trained recomputes some contenders of the second
-    table; the others keep the figures of the run that wrote `path` (same images, folds and views),
-    each marked with the date and command of the run that measured it."""
+    """A run limited by --headline-only, --probes or --trained recomputes some contenders; the others
+    keep the figures of the run that wrote `path`, in each table whose images and folds are the same
+    as this run's (the second table, and the photoreal headline until its images change), each
+    marked with the date and command of the run that measured it."""
     if not path.exists():
         return
     earlier = json.loads(path.read_text())
-    kept = {name: c for name, c in earlier.get("contenders", {}).items() if name not in result["contenders"]}
-    result["contenders"].update(kept)
-    for key in ("probe_c_per_fold", "trained"):
-        result[key] = {**{k: v for k, v in earlier.get(key, {}).items() if k in kept}, **result[key]}
-    if kept:  # each row names the run that measured it, even across several --headline-only runs
-        origin = earlier.get("from_earlier_run", {})
-        result["from_earlier_run"] = {name: origin.get(name, {"date": earlier.get("date"),
-                                                              "command": earlier.get("command")})
-                                      for name in sorted(kept)}
+    for new, old in ((result, earlier), (result["photoreal"], earlier.get("photoreal", {}))):
+        if (old.get("images"), old.get("folds")) != (new["images"], new["folds"]):
+            continue  # other images: the earlier figures are not comparable
+        kept = {name: c for name, c in old.get("contenders", {}).items() if name not in new["contenders"]}
+        new["contenders"].update(kept)
+        for key in ("probe_c_per_fold", "trained", "content_matched"):
+            if key in new:
+                new[key] = {**{k: v for k, v in old.get(key, {}).items() if k in kept}, **new[key]}
+        if kept:  # each row names the run that measured it, even across several --headline-only runs
+            origin = old.get("from_earlier_run", {})
+            new["from_earlier_run"] = {name: origin.get(name, {"date": earlier.get("date"),
+                                                               "command": earlier.get("command")})
+                                       for name in sorted(kept)}
 
 
 def read_sources(path: str) -> set[str]:
@@ -698,7 +732,7 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
     ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=list(PROBES),
                     help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
-    ap.add_argument("--trained", nargs="*", choices=[s.family for s in TRAINED], default=[s.family for s in TRAINED],
+    ap.add_argument("--trained", nargs="*", choices=[s.key for s in TRAINED], default=[s.key for s in TRAINED],
                     help="the per-fold fine-tunes to run (default: all; hours of CPU on a grown set)")
     ap.add_argument("--headline-only", action="store_true",
                     help="of the probes, only the bundled recipe's and the content-only baseline (with the shortcut "
@@ -730,9 +764,10 @@ def main() -> None:
     vit_feats = {family: features_for(rows, root, feature_cache(cache, family), family, device, w)
                  for family, w in zip(args.vit_probe, weights, strict=True)}
     blobs = same_codec_blobs(next(iter(probe_feats.values())))
-    specs = tuple(s for s in TRAINED if s.family in args.trained)
-    first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs, specs, root, cache,
-                     "original", args.headline_only)
+    specs = tuple(s for s in TRAINED if s.key in args.trained)
+    # the models trained on 512 px reductions are the headline's contenders: the second table keeps its own
+    first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs,
+                     tuple(s for s in specs if not s.reduced), root, cache, "original", args.headline_only)
     grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown",
                      args.headline_only)
     conditions = ("same_size", "native_512", "as_is")
@@ -793,9 +828,10 @@ def fmt(x: float | None) -> str:
 
 def markdown(r: dict) -> str:
     features = " and ".join(f"{m} min for {b}" for b, m in r["feature_minutes"].items())
-    earlier = r.get("from_earlier_run", {})
+    earlier = {**r.get("from_earlier_run", {}), **r["photoreal"].get("from_earlier_run", {})}
+    runs = {**r["trained"], **r["photoreal"]["trained"]}
     trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
-                        f"over the 4 folds" for name, t in r["trained"].items() if name not in earlier) \
+                        f"over the 4 folds" for name, t in runs.items() if name not in earlier) \
         or "none this run (--trained)"
     lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
              f"and cached in benchmarks/runs/: the probe features (up to 21 forward passes of 224 px crops "
@@ -816,6 +852,7 @@ def markdown_photoreal(r: dict) -> str:
              f"under 512 px are left out ({c[lead]['native_512']['n_real']:,} REAL and "
              f"{c[lead]['native_512']['n_fake']:,} FAKE remain). Locked external sources, never scored here: "
              f"{', '.join(r['external_sources']) or 'none yet'}.", "",
+             *earlier_note(r),
              f"- **{lead}: same-size AUC {fmt(some['pooled_auc'])}**",
              f"- content-only baseline (the same probe on 32 px thumbnails): {fmt(r['content_baseline_auc'])} "
              "(above 0.65 means the slice is confounded by what is pictured)",
@@ -862,12 +899,16 @@ def markdown_photoreal(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_original(r: dict) -> str:
+def earlier_note(r: dict) -> list[str]:
+    """The rows a limited run kept from earlier runs, each with the run that measured it."""
     earlier = r.get("from_earlier_run")
-    lines = ["## The development set as before the photoreal data (second table)", "",
-             *(["Rows not recomputed by this run keep the figures of the run that measured them "
-                "(same images, folds and views):", "",
-                *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []),
+    return ["Rows not recomputed by this run keep the figures of the run that measured them "
+            "(same images, folds and views):", "",
+            *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []
+
+
+def markdown_original(r: dict) -> str:
+    lines = ["## The development set as before the photoreal data (second table)", "", *earlier_note(r),
              f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]

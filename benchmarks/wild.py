@@ -27,6 +27,12 @@ Contenders, all on the same test images:
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
 - `lite1 probe`, `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite1 (2,064 values)
   and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
+- `lite2 probe (512 px reductions)`: the bundled recipe's probe trained on the headline's own view of
+  the training sources (the 2x2 tiles of their `same_size` reductions) instead of codec-chain crops;
+- `npr_patch` (models/npr_patch.py): a small CNN trained from scratch per fold on random 96 px
+  patches of the training sources' 512 px reductions through the codec chain, reading only the
+  neighbouring-pixel residual; scored by the mean logit of its tiles; and its mean-logit ensembles
+  with the two Lite2 probes;
 - `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
   (4,272 values: texture statistics, as Gram-Net argues), same views;
 - `lite2 probe, stages only` / `head only`: the Lite2 probe on the pooled stages without the
@@ -116,6 +122,8 @@ PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe"
 VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
+# the same probe trained on the headline's view of the training sources (their 512 px reductions' 2x2 tiles)
+PROBE_512 = "lite2 probe (512 px reductions)"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
@@ -568,8 +576,10 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
     that were computed (--probes); with `headline_only`, the bundled recipe and the content baseline."""
     out: dict[str, tuple[dict, str, bool]] = {}
     have = set(feats) if not headline_only else set()
-    if headline_only and BUNDLED_PROBE in feats:
+    if BUNDLED_PROBE in feats:
         out[BUNDLED_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
+        out[PROBE_512] = ({**feats[BUNDLED_PROBE], "same_size_view": feats[BUNDLED_PROBE]["same_size"][:, None]},
+                          "same_size_view", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -577,7 +587,6 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
         out["lite1 probe (codec chain)"] = (feats["lite1"], "chain", False)
     if "lite2" in have:
         lite2 = feats["lite2"]
-        out[BUNDLED_RECIPE] = (lite2, "chain", False)
         out["lite2 probe (codec chain, sources weighted)"] = (lite2, "chain", True)
         out["lite2 probe (codec-chain and plain views, 4 per image)"] = (
             {**lite2, "chain_and_plain": np.concatenate([lite2["chain"], lite2["plain"]], 1)}, "chain_and_plain", False)
@@ -633,8 +642,8 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          cache.with_name(f"wild_{spec.key}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
-    pairs = {f"{spec.name} + {BUNDLED_RECIPE}, mean logit": (trained[spec.name][0], fitted[BUNDLED_RECIPE][0])
-             for spec in specs if spec.reduced and BUNDLED_RECIPE in fitted}
+    pairs = {f"{spec.name} + {name}, mean logit": (trained[spec.name][0], fitted[name][0])
+             for spec in specs if spec.reduced for name in (BUNDLED_RECIPE, PROBE_512) if name in fitted}
     scores = {**{name: p for name, (p, _) in fitted.items()},
               SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
               **{name: p for name, (p, _) in trained.items()},
@@ -674,7 +683,7 @@ def keep_earlier(result: dict, path: Path) -> None:
             continue  # other images: the earlier figures are not comparable
         kept = {name: c for name, c in old.get("contenders", {}).items() if name not in new["contenders"]}
         new["contenders"].update(kept)
-        for key in ("probe_c_per_fold", "trained", "content_matched"):
+        for key in ("probe_c_per_fold", "trained", "content_matched", "size_matched"):
             if key in new:
                 new[key] = {**{k: v for k, v in old.get(key, {}).items() if k in kept}, **new[key]}
         if kept:  # each row names the run that measured it, even across several --headline-only runs
@@ -691,15 +700,17 @@ def read_sources(path: str) -> set[str]:
     return {line.split("#")[0].strip() for line in Path(path).read_text().splitlines()} - {""}
 
 
-def content_matched(p_content: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = 10,
-                    seed: int = 0) -> np.ndarray:
-    """The images of `mask` matched on the content-only baseline's held-out score: within each of `bins`
-    quantile bins of that score, as many REAL as FAKE (the larger class subsampled, seeded).
+def matched(p_content: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = 10,
+            seed: int = 0) -> np.ndarray:
+    """The images of `mask` matched on one score: within each of `bins` quantile bins of it, as many
+    REAL as FAKE (the larger class subsampled, seeded).
 
-    Matching on a propensity score: a REAL and a FAKE image in one bin look alike to a classifier that
-    sees only what is pictured, so on the matched slice that classifier is near chance and what a
-    detector scores above it is not content. The slice is chosen from the baseline's scores alone,
-    never from a detector's."""
+    Matching on the content-only baseline's held-out score (a propensity score): a REAL and a FAKE
+    image in one bin look alike to a classifier that sees only what is pictured, so on the matched
+    slice that classifier is near chance and what a detector scores above it is not content. Matching
+    on the stored size (its shorter side) does the same for size: every reduction leaves a trace of
+    how much an image was shrunk, and as stored REAL photos are larger than renders. Each slice is
+    chosen from its score alone, never from a detector's."""
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(mask & ~np.isnan(p_content))
     edges = np.quantile(p_content[idx], np.linspace(0, 1, bins + 1)[1:-1])
@@ -773,8 +784,12 @@ def main() -> None:
     conditions = ("same_size", "native_512", "as_is")
     photoreal = summary(grown, conditions, photoreal_mask(rows))
     grown_labels = np.array([int(r["cls"] == "FAKE") for r in rows])
-    matched = content_matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
-    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, matched) for c in conditions}
+    by_content = matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
+    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_content) for c in conditions}
+                                    for name, ps in grown.scores.items()}
+    by_size = matched(np.log([min(int(r["width"]), int(r["height"])) for r in rows]), grown_labels,
+                      photoreal_mask(rows))
+    photoreal["size_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_size) for c in conditions}
                                     for name, ps in grown.scores.items()}
     # the shipped `wild` detector was fitted on every --labels image: score it only on the others
     added = np.setdiff1d(np.arange(len(rows)), original)
@@ -882,6 +897,16 @@ def markdown_photoreal(r: dict) -> str:
               "| contender | same size AUC | native crop AUC | as stored AUC |", "|---|---|---|---|"]
     lines += [f"| {name} | **{fmt(x['same_size']['pooled_auc'])}** | {fmt(x['native_512']['pooled_auc'])} | "
               f"{fmt(x['as_is']['pooled_auc'])} |" for name, x in m.items()]
+    m = r.get("size_matched")
+    if m:
+        ms = m[lead]["same_size"]
+        lines += ["", "### Matched on size: what is left when the stored size cannot tell the classes apart", "",
+                  "The photoreal slice matched on each image's stored shorter side (10 quantile bins of its log, as "
+                  f"many REAL as FAKE in each, seeded): {ms['n_real']:,} REAL and {ms['n_fake']:,} FAKE. Every "
+                  "reduction leaves a trace of how much an image was shrunk; here both classes were shrunk alike.", "",
+                  "| contender | same size AUC | native crop AUC | as stored AUC |", "|---|---|---|---|"]
+        lines += [f"| {name} | **{fmt(x['same_size']['pooled_auc'])}** | {fmt(x['native_512']['pooled_auc'])} | "
+                  f"{fmt(x['as_is']['pooled_auc'])} |" for name, x in m.items()]
     lines += ["", "### Per content tag, same size: REAL of the tag against FAKE of the tag", "",
               f"| content | REAL | FAKE | {lead} | content only | size/format/bytes |", "|---|---|---|---|---|---|"]
     for tag, t in c[lead]["same_size"]["per_content"].items():

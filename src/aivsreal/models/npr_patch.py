@@ -40,10 +40,14 @@ def default_config(name: str) -> ModelConfig:
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
-    """Each pixel less the top-left pixel of its 2x2 cell: what upsampling by 2 would have copied."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    x = x[..., :h, :w]
-    return x - x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    """(N, 3, H, W) -> (N, 12, H/2, W/2): each 2x2 cell's four pixels as channels, less its top-left
+    pixel (what nearest upsampling by 2 would have copied to all four). The top-left channels are
+    then zero; kept so that the layout stays plain. Plain reshapes and a subtraction, so it exports
+    to ONNX."""
+    cells = nn.functional.pixel_unshuffle(x, 2)
+    n, c4, h, w = cells.shape
+    cells = cells.view(n, c4 // 4, 4, h, w)
+    return (cells - cells[:, :, :1]).view(n, c4, h, w)
 
 
 def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -52,11 +56,11 @@ def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
 
 
 class NPRPatchNet(nn.Module):
-    """residual -> 2x2 cells to channels -> three conv stages (the last two halve the size) -> mean -> logit."""
+    """2x2 cells' residual as channels -> three conv stages (the last two halve the size) -> mean -> logit."""
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS):
         super().__init__()
-        layers: list[nn.Module] = [nn.PixelUnshuffle(2)]
+        layers: list[nn.Module] = []
         cin = 12
         for i, w in enumerate(widths):
             layers += _block(cin, w, 1 if i == 0 else 2)

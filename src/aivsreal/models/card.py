@@ -58,7 +58,7 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
         d = meta.domain
         lines += [f"- Images whose shorter side is {d.describe_sizes()} px as stored "
                   f"(up to 2x either way is accepted) and aspect up to {d.aspect[1]:.2f}:1.",
-                  f"- Penultimate features within the distance that 99% of validation images stay within "
+                  f"- Penultimate features within the distance that {d.describe_threshold()} stay within "
                   f"(class-conditional Mahalanobis; {d.val_flagged:.1%} of validation flagged).",
                   "- Every verdict carries `in_domain`, `domain_score` (> 1 is out) and a reason; treat a verdict "
                   "outside the domain as unreliable."]

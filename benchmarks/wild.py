@@ -27,8 +27,9 @@ Contenders, all on the same test images:
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
 - `lite1 probe`, `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite1 (2,064 values)
   and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
-- `lite2 probe (512 px reductions)`: the bundled recipe's probe trained on the headline's own view of
-  the training sources (the 2x2 tiles of their `same_size` reductions) instead of codec-chain crops;
+- `lite2 probe (512 px reductions)` (BUNDLED_RECIPE: the bundled `wild` detector's since 2026-12-07): the
+  Lite2 probe trained on the headline's own view of the training sources (the 2x2 tiles of their
+  `same_size` reductions) instead of codec-chain crops (CHAIN_RECIPE, the bundled one before);
 - `npr_patch` (models/npr_patch.py): a small CNN trained from scratch per fold on random 96 px
   patches of the training sources' 512 px reductions through the codec chain, reading only the
   neighbouring-pixel residual; scored by the mean logit of its tiles; and its mean-logit ensembles
@@ -121,9 +122,10 @@ PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe"
           "spectrum": "spectrum_probe"}
 VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
-BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
-# the same probe trained on the headline's view of the training sources (their 512 px reductions' 2x2 tiles)
-PROBE_512 = "lite2 probe (512 px reductions)"
+# since 2026-12-07 the Lite2 probe trained on the headline's own view of the training sources (the 2x2
+# tiles of their 512 px reductions); before, CHAIN_RECIPE: the same probe on codec-chain native crops
+BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (512 px reductions)", "lite2"
+CHAIN_RECIPE = "lite2 probe (codec chain)"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
@@ -338,10 +340,11 @@ def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray, weighted
 
 
 def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str, sources: np.ndarray,
-                   weighted: bool = False) -> tuple[dict[str, np.ndarray], list[float]]:
+                   weighted: bool = False, conditions: tuple[str, ...] = CONDITIONS
+                   ) -> tuple[dict[str, np.ndarray], list[float]]:
     """P(fake) per image and condition, each from the fold that held its source out; and the C
     that each fold's inner CV chose. `weighted`: sources weighted by 1/sqrt(size) (`source_weights`)."""
-    p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
+    p = {cond: np.full(len(labels), np.nan) for cond in conditions}
     chosen = []
     for f in range(folds.max() + 1):
         train, test = folds != f, folds == f
@@ -577,9 +580,9 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
     out: dict[str, tuple[dict, str, bool]] = {}
     have = set(feats) if not headline_only else set()
     if BUNDLED_PROBE in feats:
-        out[BUNDLED_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
-        out[PROBE_512] = ({**feats[BUNDLED_PROBE], "same_size_view": feats[BUNDLED_PROBE]["same_size"][:, None]},
-                          "same_size_view", False)
+        out[CHAIN_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
+        out[BUNDLED_RECIPE] = ({**feats[BUNDLED_PROBE], "same_size_view": feats[BUNDLED_PROBE]["same_size"][:, None]},
+                               "same_size_view", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -643,7 +646,7 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
                                          cache.with_name(f"wild_{spec.key}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
     pairs = {f"{spec.name} + {name}, mean logit": (trained[spec.name][0], fitted[name][0])
-             for spec in specs if spec.reduced for name in (BUNDLED_RECIPE, PROBE_512) if name in fitted}
+             for spec in specs if spec.reduced for name in (CHAIN_RECIPE, BUNDLED_RECIPE) if name in fitted}
     scores = {**{name: p for name, (p, _) in fitted.items()},
               SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
               **{name: p for name, (p, _) in trained.items()},
@@ -791,11 +794,15 @@ def main() -> None:
                       photoreal_mask(rows))
     photoreal["size_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_size) for c in conditions}
                                     for name, ps in grown.scores.items()}
-    # the shipped `wild` detector was fitted on every --labels image: score it only on the others
-    added = np.setdiff1d(np.arange(len(rows)), original)
+    # the shipped `wild` detector: scored only on the sources it was not fitted on (its summary names them;
+    # detectors bundled before 2026-12-07 were fitted on every --labels image)
+    shipped_det = Detector.load("wild", device="cpu")
+    fitted_on = set(shipped_det.meta.summary.get("data", {}).get("sources")
+                    or {rows[i]["source"] for i in original})
+    added = np.array([i for i, r in enumerate(rows) if r["source"] not in fitted_on], dtype=int)
     if len(added):
-        shipped = detector_scores(Detector.load("wild", device="cpu"), [rows[i] for i in added], root,
-                                  [blobs[i] for i in added], reduced_store(cache))
+        shipped = detector_scores(shipped_det, [rows[i] for i in added], root, [blobs[i] for i in added],
+                                  reduced_store(cache))
         added_rows = [rows[i] for i in added]
         added_labels = np.array([int(r["cls"] == "FAKE") for r in added_rows])
         photoreal["bundled_wild_on_added"] = {c: summarise(shipped[c], added_labels, added_rows,

@@ -25,8 +25,9 @@ import results_index  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results"
-MARKER = re.compile(r"(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render:(?P=name) -->)", re.S)
-OPEN = re.compile(r"<!-- render:([\w-]+) -->")
+# a marker is a line of its own (so prose may quote one in backticks)
+MARKER = re.compile(r"^(<!-- render:(?P<name>[\w-]+) -->\n)(?P<body>.*?)^(<!-- /render:(?P=name) -->)$", re.S | re.M)
+OPEN = re.compile(r"^<!-- render:([\w-]+) -->$", re.M)
 WILD_CARD = ROOT / "src" / "aivsreal" / "bundled" / "wild" / "config.json"
 
 

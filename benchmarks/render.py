@@ -240,6 +240,28 @@ def photoreal(results: Path) -> str:
     return table(header, body)
 
 
+CONTENT_ONLY = "content only (32 px thumbnail, same probe)"
+
+
+def photoreal_content(results: Path) -> str:
+    """docs/wild.md: the bundled recipe and the content-only baseline within each content tag (same size)."""
+    p = load("wild", results)["photoreal"]
+    recipe = p["contenders"][wild_recipe()]["same_size"]["per_content"]
+    baseline = p["contenders"].get(CONTENT_ONLY, {}).get("same_size", {}).get("per_content", {})
+    body = [[tag, f"{c['n_real']:,}", f"{c['n_fake']:,}", f3(c["auc"]), f3(baseline.get(tag, {}).get("auc"))]
+            for tag, c in recipe.items()]
+    return table(["content", "REAL", "FAKE", "the bundled recipe's AUC", "content-only AUC"], body)
+
+
+def photoreal_families(results: Path) -> str:
+    """docs/wild.md: the bundled recipe per generator family (each family's FAKE images against every REAL
+    image), weakest first."""
+    families = load("wild", results)["photoreal"]["contenders"][wild_recipe()]["same_size"]["per_family"]
+    body = [[name, str(f["n"]), f3(f["auc_vs_other_class"]), f"{100 * f['fake_recall']:.0f}%"]
+            for name, f in sorted(families.items(), key=lambda kv: kv[1]["auc_vs_other_class"]) if name != "REAL"]
+    return table(["generator family", "FAKE images", "AUC against the REAL images", "FAKE caught"], body)
+
+
 def service(results: Path) -> str:
     """docs/results/cifake.md and docs/serving.md: the web service under load and under hostile uploads."""
     load_, hostile = load("load", results), load("load_hostile", results)
@@ -265,6 +287,8 @@ TABLES: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "domain": (domain, ("domain",)),
     "wild": (wild, ("wild", "wild_3599")),
     "photoreal": (photoreal, ("wild",)),
+    "photoreal_content": (photoreal_content, ("wild",)),
+    "photoreal_families": (photoreal_families, ("wild",)),
     "service": (service, ("load", "load_hostile")),
 }
 

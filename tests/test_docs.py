@@ -35,10 +35,20 @@ def test_the_docstring_check_names_an_undocumented_method(monkeypatch):
     assert hooks.undocumented() == ["aivsreal.Detector.predict"]
 
 
-def test_the_readme_links_to_files_that_exist():
-    """MkDocs checks docs/; the README is not part of the site, so its relative links are checked here."""
+def slug(heading: str) -> str:
+    """A heading's anchor as MkDocs (Python-Markdown's toc) makes it."""
+    return re.sub(r"[\s-]+", "-", re.sub(r"[^\w\s-]", "", heading).strip().lower())
+
+
+def test_the_readme_links_to_files_and_headings_that_exist():
+    """MkDocs checks docs/; the README is not part of the site, so its relative links (and their anchors
+    into docs pages) are checked here."""
     text = (ROOT / "README.md").read_text()
-    targets = [t for t in re.findall(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)", text) if not t.startswith(("http", "mailto"))]
-    assert targets, "the README links into the docs"
-    missing = [t for t in targets if not (ROOT / t).exists()]
-    assert missing == []
+    links = [(path, anchor) for path, anchor in re.findall(r"\]\(([^)\s#]+)(?:#([^)\s]*))?\)", text)
+             if not path.startswith(("http", "mailto"))]
+    assert links, "the README links into the docs"
+    assert [path for path, _ in links if not (ROOT / path).exists()] == []
+    for path, anchor in links:
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.M)
+            assert anchor in {slug(h) for h in headings}, f"{path} has no heading #{anchor}"

@@ -70,3 +70,20 @@ def test_a_rerun_results_file_makes_its_table_stale(tmp_path, monkeypatch):
     page = (ROOT / "docs" / "detectors.md").read_text()
     fresh = render.render_file(page, depth=1, results=tmp_path)
     assert fresh != page and "**2.00%**" in fresh and "**1.07%**" not in fresh
+
+
+def test_the_headline_shows_the_external_figure_once_it_exists(tmp_path):
+    """The locked external set is not scored yet: the headline says so; once bundle_wild.py writes
+    wild_external.json, the same rendering shows its AUC and names the file."""
+    render = render_script()
+    for path in RESULTS.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    readme = (ROOT / "README.md").read_text()
+    before = render.render_file(readme, depth=0, results=tmp_path)
+    external = {"pooled_auc": 0.6125, "sources": ["s1", "s2", "s3"], "in_domain": 0.5}
+    if not (tmp_path / "wild_external.json").exists():
+        assert "not yet scored" in before and "wild_external.json" not in before
+        (tmp_path / "wild_external.json").write_text(json.dumps(external))
+    after = render.render_file(readme, depth=0, results=tmp_path)
+    figure = json.loads((tmp_path / "wild_external.json").read_text())["pooled_auc"]
+    assert f"| {figure:.3f} (scored once;" in after and "(benchmarks/results/wild_external.json)" in after

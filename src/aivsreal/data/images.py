@@ -3,7 +3,7 @@
 Every entry point (training data, `predict`, the API) goes through `decode_image` so that
 an image is resized exactly the same way at training and at inference time.
 
-Limits, the same everywhere (README, "Limits"):
+Limits, the same everywhere (docs/serving.md, "Limits"):
 - formats: JPEG (and MPO, the multi-picture JPEG phones write), PNG, WebP, BMP, GIF, TIFF, and
   nothing else, whatever the file is called: Pillow's other plugins (EPS, which runs
   Ghostscript; DDS, IM, PSD, ...) are never reached;

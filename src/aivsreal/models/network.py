@@ -39,12 +39,14 @@ class ModelConfig:
         return int(crop) if crop else None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples): how the config is stored in model files and config.json."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """The inverse of `to_dict`, for a config read back from a model file or config.json."""
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 

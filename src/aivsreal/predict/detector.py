@@ -50,6 +50,13 @@ class TorchScorer:
 
 @dataclass
 class Prediction:
+    """One verdict: what `Detector.predict`, `aivsreal predict`, the REST API and the web page report per image.
+
+    An unreadable input gets `error` and no label, so one bad file never stops a batch. The domain fields say
+    whether the image is like the model's training images; a verdict on one that is not is unreliable
+    (docs/detectors.md, "Domain check").
+    """
+
     source: str
     label: str | None  # "REAL", "FAKE", or None when the image could not be read
     p_fake: float | None
@@ -137,6 +144,10 @@ class Detector:
     @classmethod
     def from_network(cls, network: DetectorNet, meta: ModelMeta, device: str | torch.device = "auto",
                      precision: str = "bf16") -> Detector:
+        """A network already in memory (just trained, or loaded by the caller) with its metadata.
+
+        `precision="bf16"` uses bf16 autocast where the device does it natively; "fp32" is exact.
+        """
         if precision not in ("bf16", "fp32"):
             raise AivsrealError(f"unknown precision {precision!r} (bf16, fp32)")
         dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -151,10 +162,13 @@ class Detector:
 
     @property
     def crop(self) -> int | None:
+        """N for a native-crop model, which reads N px tiles at the image's own resolution; None for one that
+        reads the whole image resized."""
         return self.config.crop
 
     @property
     def max_views(self) -> int:
+        """How many views one image can cost: up to 9 native tiles for a native-crop model, else 1."""
         return MAX_TILES if self.crop else 1
 
     def to_pixels(self, image: ImageInput) -> np.ndarray:
@@ -190,6 +204,7 @@ class Detector:
         return p, features
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """P(FAKE) for a (N, size, size, 3) uint8 batch of decoded pixels, as `to_pixels` makes them."""
         return self.score(pixels)[0]
 
     def domain(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict | None]:
@@ -199,9 +214,14 @@ class Detector:
         return self.meta.domain.assess(features, sizes)
 
     def label(self, p_fake: float) -> str:
+        """"FAKE" or "REAL" by the model's own threshold (calibrated or chosen at training, else 0.5)."""
         return verdict(p_fake, self.threshold)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
+        """One `Prediction` per input, in order: paths, bytes, PIL images or HxWx3 uint8 arrays.
+
+        All verdicts are held in memory; for a large folder, `iter_predict` streams them.
+        """
         return list(self.iter_predict(images, batch_size))
 
     def iter_predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> Iterator[Prediction]:

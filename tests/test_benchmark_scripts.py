@@ -379,6 +379,46 @@ def test_inference_rows_cover_every_model_backend_and_batch(tmp_path, monkeypatc
         assert f"| `fast` | {b} | {got[1]:,.0f} | {got[3]:,.0f} |" in md
 
 
+def test_inference_photos_case_times_predict_and_keeps_the_pixel_rows(tmp_path, monkeypatch):
+    """`--photos`: one row per model and folder kind from real `aivsreal predict` runs, the draft check
+    for a rescale model per class, and the pixel section of an earlier run kept as it was."""
+    inference = benchmark_script("inference")
+    monkeypatch.setattr(inference, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(inference, "PHOTO", (240, 180))  # tiny "photos": the mechanics, not the speed
+    monkeypatch.setattr(inference, "PNG_SIZE", (120, 90))
+    (tmp_path / "results").mkdir()
+    earlier = {"provenance": {"date": "earlier"}, "meta": {"date": "2026-11-24", "command": "c", "cpus": 2,
+               "torch": "t"}, "rows": [{"model": "fast", "backend": b, "batch": 1, "img_per_s": 5.0}
+                                      for b in ("torch fp32", "torch bf16", "onnxruntime fp32")]}
+    (tmp_path / "results" / "inference.json").write_text(json.dumps(earlier))
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
+
+    config = default_config("fast")
+    config.options = {**config.options, "crop": 32}
+    save_model(tmp_path / "crop.pt", build_model(config))
+    source = tmp_path / "source"
+    for label, seed in (("REAL", 0), ("FAKE", 1)):
+        (source / label).mkdir(parents=True)
+        (source / label / "a.jpg").write_bytes(jpeg_bytes(synthetic_image(seed, np.random.default_rng(seed), 160)))
+    run_main(inference, monkeypatch, "--photos", "3", "--rounds", "1", "--model", f"{tmp_path / 'crop.pt'}@64",
+             "--photo-source", str(source), "--draft-images", "1")
+    result = json.loads((tmp_path / "results" / "inference.json").read_text())
+    assert {k: result[k] for k in earlier} == earlier
+    photos = result["photos"]
+    assert_provenance(photos)
+    assert [(r["images"], r["rescale"], r["n"]) for r in photos["rows"]] == [("jpeg12mp", 64, 3), ("png1mp", 64, 3)]
+    for r in photos["rows"]:
+        assert r["img_per_s"] > 0 and r["max_rss_mb"] > 50 and r["tree_pss_mb"] > 50 and len(r["walls_s"]) == 1
+    assert photos["meta"]["photos"] == "synthetic textures"  # no source photo is camera-size
+    draft = photos["draft"][f"{tmp_path / 'crop.pt'}@64"]
+    assert [(d["class"], d["n"]) for d in draft] == [("REAL", 1), ("FAKE", 1)]
+    assert all(0 < d["mean_abs_pixel"] < 5 for d in draft)  # 160 px JPEGs read at 1/2 scale, then resized
+    md = (tmp_path / "results" / "inference.md").read_text()
+    assert "`aivsreal predict` on camera-size photos" in md
+    assert md.count("| 12 MP JPEG q90 |") == 1 and "| REAL | 1 |" in md and "| `fast` | torch bf16 | 5 |" in md
+
+
 # ---------------------------------------------------------------- load_test.py
 
 

@@ -9,6 +9,7 @@ let a wrong graph pass; the penultimate features (which differ a lot between ima
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -139,3 +140,42 @@ def test_the_documented_onnxruntime_recipe_reproduces_predict(tmp_path):
 
     expected = Detector.load(model, device="cpu", precision="fp32").predict([image])[0].p_fake
     assert len(tiles) == 9 and p_image == pytest.approx(expected, abs=1e-5)
+
+
+def rescale_model(tmp_path) -> Path:
+    torch.manual_seed(0)
+    config = default_config("fast")
+    config.options = {**config.options, "crop": 32, "rescale": 96}
+    save_model(tmp_path / "rescale.pt", build_model(config))
+    return tmp_path / "rescale.pt"
+
+
+def test_rescale_model_metadata_says_the_scale_and_the_draft(tmp_path):
+    meta = metadata(export_onnx(rescale_model(tmp_path), tmp_path / "rescale.onnx"))
+    views = json.loads(meta["views"])
+    assert views["kind"] == "native_tiles" and views["size"] == 32
+    assert views["rescale"] == 96 and views["draft"] is True and "never scaled up" in views["rescale_rule"]
+    assert "shorter side 96" in meta["preprocessing"] and "never resized" not in meta["preprocessing"]
+
+
+def documented_recipe() -> str:
+    text = (Path(__file__).parents[1] / "docs" / "export.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("photo", ["big.jpg", "small.png"])
+def test_the_recipe_in_the_export_docs_runs_as_written(tmp_path, photo):
+    """The very code block of docs/export.md on a `rescale` model: a JPEG large enough for draft decoding
+    (shorter side >= 2x rescale), and a PNG under the rescale (kept native)."""
+    onnx_path = export_onnx(rescale_model(tmp_path), tmp_path / "rescale.onnx")
+    size = (250, 330) if photo == "big.jpg" else (70, 90)
+    Image.fromarray(structured_images(1, *size)[0]).save(tmp_path / photo, quality=90)
+    code = documented_recipe().replace('"model.onnx"', repr(str(onnx_path))).replace('"photo.jpg"',
+                                                                                    repr(str(tmp_path / photo)))
+    namespace: dict = {}
+    exec(compile(code, "docs/export.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    det = Detector.load(onnx_path, backend="onnx")
+    np.testing.assert_array_equal(namespace["batch"], det.decode(tmp_path / photo)[0])  # the very views predict cuts
+    expected = det.predict([tmp_path / photo])[0]
+    assert namespace["p_fake"] == pytest.approx(expected.p_fake, abs=1e-6)
+    assert namespace["label"] == expected.label

@@ -6,6 +6,10 @@ shortcut). So models for images in the wild read crops at native resolution: one
 training view, a deterministic grid of crops at evaluation and inference, logits averaged.
 
 An image smaller than the crop on a side is padded by reflection on that side (never scaled up).
+
+A model may also set a scale on purpose (`rescale` S in its config): the image's shorter side is
+first resized to S px, then tiled the same way, so that a 12 MP photo's verdict reads the whole
+scene at one known scale rather than nine 224 px corners of it (1/250 of its pixels each).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aivsreal.data.images import BadImageError, decode_image, decode_native, read_limited, stored_size
+from aivsreal.data.images import BadImageError, decode_image, decode_native, decode_rescaled, read_limited, stored_size
 
 MAX_TILES = 9  # at inference: at most 3x3 crops per image, spread evenly over it
 
@@ -65,23 +69,30 @@ def tiles(pixels: np.ndarray, size: int, max_tiles: int = MAX_TILES) -> np.ndarr
     return np.stack([px[y : y + size, x : x + size] for y, x in tile_origins(*px.shape[:2], size, max_tiles)])
 
 
-def decode_views(data: bytes, image_size: int, crop: int | None = None,
-                 max_tiles: int = MAX_TILES) -> tuple[np.ndarray, tuple[int, int] | None]:
+def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
+                 rescale: int | None = None, draft: bool = True) -> tuple[np.ndarray, tuple[int, int] | None]:
     """What a model reads from one image, (V, S, S, 3) uint8, and the image's stored (width, height).
 
-    A model with `crop` reads up to `max_tiles` native crops of that size covering the image; any
-    other model reads the one image resized to `image_size` (V = 1).
+    A model with `crop` reads up to `max_tiles` native crops of that size covering the image; with
+    `rescale` too, the crops are cut from the image resized to that shorter side (never scaled up;
+    `draft`: JPEG DCT-domain decoding on the way, see `decode_rescaled`). Any other model reads the
+    one image resized to `image_size` (V = 1). Only the views outlive the call: the tiles are copies,
+    so the full decode is freed before the next image is read.
     """
     if crop is None:
         return decode_image(data, image_size)[None], stored_size(data)
+    if rescale:
+        pixels, size = decode_rescaled(data, rescale, draft)
+        return tiles(pixels, crop, max_tiles), size
     pixels = decode_native(data)
     return tiles(pixels, crop, max_tiles), (pixels.shape[1], pixels.shape[0])
 
 
-def read_views(path: str | Path, image_size: int, crop: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
+def read_views(path: str | Path, image_size: int, crop: int | None = None, *, rescale: int | None = None,
+               draft: bool = True) -> tuple[np.ndarray, tuple[int, int] | None]:
     """`decode_views` for a file on disk, with the path in the error message."""
     data = read_limited(path)
     try:
-        return decode_views(data, image_size, crop)
+        return decode_views(data, image_size, crop, rescale=rescale, draft=draft)
     except BadImageError as e:
         raise BadImageError(f"{path}: {e}") from None

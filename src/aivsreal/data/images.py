@@ -73,6 +73,36 @@ def decode_native(data: bytes) -> np.ndarray:
         return np.asarray(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
 
 
+def decode_rescaled(data: bytes, side: int, draft: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """HxWx3 uint8 RGB with its shorter side resized to `side` px (`shorter_side_to`), and the image's
+    (width, height) as stored.
+
+    An image whose shorter side is `side` px or less is returned at native resolution, never scaled
+    up: upsampling would paint interpolation traces over the ones the model reads, and the tiles
+    reflect-pad a side that is short. With `draft`, a JPEG whose shorter side is at least 2x `side`
+    is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (the smallest that keeps the shorter side
+    >= `side`), then resized the same way: a 12 MP photo costs a quarter of its full decode in time and
+    1/16 in memory. The pixel limit is still checked on the declared size, before any decode.
+    """
+    with _untrusted(data) as im:
+        stored = im.size
+        if draft and min(im.size) >= 2 * side:
+            im.draft("RGB", (side, side))  # libjpeg's scale keeps each side >= side px; a no-op for other formats
+        rgb = _to_rgb(ImageOps.exif_transpose(im))
+        if min(rgb.size) > side:
+            rgb = shorter_side_to(rgb, side)
+        return np.asarray(rgb, dtype=np.uint8), stored
+
+
+def shorter_side_to(im: Image.Image, side: int) -> Image.Image:
+    """`im` resized so its shorter side is `side` px, the longer in proportion, with Pillow's bicubic
+    filter (antialiased: its support widens with the reduction). The one resize of the photoreal
+    headline (evaluate/conditions.py `same_size`) and of a native-crop model's `rescale` view."""
+    w, h = im.size
+    scale = side / min(w, h)
+    return im.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.Resampling.BICUBIC)
+
+
 @contextmanager
 def _untrusted(data: bytes) -> Iterator[Image.Image]:
     """The image opened with the format allow-list and the pixel limit checked from its header; any

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from aivsreal.data.crops import centre_crop
+from aivsreal.data.images import shorter_side_to
 from aivsreal.data.perturb import jpeg_bytes
 
 SIDE = 512  # px, both reductions
@@ -43,9 +44,7 @@ def _resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def same_size(pixels: np.ndarray, side: int = SIDE, quality: int = QUALITY) -> bytes:
     """HxWx3 uint8 -> JPEG bytes of the image scaled so its shorter side is `side`, centre-cropped square."""
-    h, w = pixels.shape[:2]
-    scale = side / min(h, w)
-    scaled = _resize(pixels, max(side, round(w * scale)), max(side, round(h * scale)))
+    scaled = np.asarray(shorter_side_to(Image.fromarray(pixels), side))
     return jpeg_bytes(np.ascontiguousarray(centre_crop(scaled, side)), quality)
 
 

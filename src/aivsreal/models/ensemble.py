@@ -79,16 +79,18 @@ def make_ensemble(members: Sequence[tuple[str, DetectorNet, ModelMeta]]) -> tupl
         raise AivsrealError(f"an ensemble needs at least two members (got {len(members)})")
     first = members[0][1].config
     for name, net, _ in members[1:]:
-        if (net.config.image_size, net.config.crop) != (first.image_size, first.crop):
+        if _view(net.config) != _view(first):
             raise AivsrealError(
                 f"{name} reads {_reads(net.config)} but {members[0][0]} reads {_reads(first)}: ensemble "
-                "members must read the same pixels; train them with the same --image-size / --crop")
+                "members must read the same pixels; train them with the same --image-size / --crop / rescale")
     config = default_config("ensemble")
     config.image_size = config.input_size = first.image_size
     config.options = {"members": [{"name": name, "config": net.config.to_dict(), "tta": meta.tta,
                                    "temperature": meta.temperature} for name, net, meta in members]}
     if first.crop:
         config.options["crop"] = first.crop
+    if first.rescale:
+        config.options.update(rescale=first.rescale, draft=first.draft)
     network = build_model(config)
     for target, (_, net, _) in zip(network.network.members, members, strict=True):
         target.load_state_dict(net.state_dict())
@@ -109,5 +111,11 @@ def make_ensemble(members: Sequence[tuple[str, DetectorNet, ModelMeta]]) -> tupl
     return network.eval(), meta
 
 
+def _view(config: ModelConfig) -> tuple:
+    return config.image_size, config.crop, config.rescale, config.draft if config.rescale else None
+
+
 def _reads(config: ModelConfig) -> str:
+    if config.rescale:
+        return f"{config.crop} px crops of the image at shorter side {config.rescale} px"
     return f"{config.crop} px native crops" if config.crop else f"images resized to {config.image_size} px"

@@ -202,11 +202,25 @@ def check_config(config: ModelConfig, where: str) -> None:
         raise AivsrealError(f"{where}: crop {crop} differs from image_size {config.image_size} / input_size "
                             f"{config.input_size} (a native-crop model reads its crops as they are); the file is "
                             "damaged")
+    check_rescale(config.options, crop, where)
     for key, values in (("mean", config.mean), ("std", config.std)):
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
         if len(values) != 3 or len(numbers) != 3 or (key == "std" and min(numbers) <= 0):
             raise AivsrealError(f"{where}: {key} {list(values)} is not 3 finite numbers (one per RGB channel"
                                 f"{', each above 0' if key == 'std' else ''}); the file is damaged")
+
+
+def check_rescale(options: dict[str, Any], crop: Any, where: str) -> None:
+    """`rescale` S resizes an image's shorter side to S px before its crops are cut: it must be a whole
+    number from the crop (a smaller one would only pad the crops) to the largest size a file may ask."""
+    rescale, high = options.get("rescale"), SIZE_RANGE[1]
+    if rescale is not None and (crop in (None, 0) or not isinstance(rescale, int) or isinstance(rescale, bool)
+                                or not crop <= rescale <= high):
+        raise AivsrealError(f"{where}: rescale {rescale!r} is not a whole number of px from the crop "
+                            f"({crop}) to {high} on a native-crop model; the file is damaged or not one aivsreal "
+                            "wrote")
+    if not isinstance(options.get("draft", True), bool):
+        raise AivsrealError(f"{where}: draft {options['draft']!r} is not true or false; the file is damaged")
 
 
 def check_weights(state: dict[str, Any], where: str) -> None:

@@ -38,6 +38,19 @@ class ModelConfig:
         crop = self.options.get("crop")
         return int(crop) if crop else None
 
+    @property
+    def rescale(self) -> int | None:
+        """A native-crop model with `rescale` S cuts its crops from the image resized so its shorter side
+        is S px (never scaled up: a smaller image keeps its native pixels); None: from the image as stored."""
+        rescale = self.options.get("rescale")
+        return int(rescale) if rescale and self.crop else None
+
+    @property
+    def draft(self) -> bool:
+        """Whether a `rescale` model decodes large JPEGs at a reduced DCT scale before that resize
+        (data/images.py `decode_rescaled`); on unless the file says `draft: false`."""
+        return bool(self.options.get("draft", True))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, not tuples): how the config is stored in model files and config.json."""
         d = asdict(self)

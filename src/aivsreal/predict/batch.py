@@ -21,13 +21,12 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
-from aivsreal.data.crops import read_views
 from aivsreal.data.images import BadImageError
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.detector import DecodedInput, Detector, Prediction
@@ -35,9 +34,9 @@ from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 CSV_FIELDS = ["path", "label", "p_fake", "error", "in_domain", "domain_score", "domain_reason"]
 
 
-def _decode(path: str, size: int, crop: int | None) -> DecodedInput:
+def _decode(path: str, read: Callable[[str], tuple]) -> DecodedInput:
     try:
-        return DecodedInput(path, *read_views(path, size, crop))
+        return DecodedInput(path, *read(path))
     except BadImageError as e:
         return DecodedInput(path, None, None, str(e))
 
@@ -137,8 +136,8 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
                 workers: int | None = None) -> Iterator[Prediction]:
     """Predictions in input order; decoding runs `workers` processes ahead, one window at a time."""
     workers = workers or os.cpu_count() or 1
-    window = max(batch_size * 4 // det.max_views, 2 * workers)  # bounded memory: views, not images
-    decode = partial(_decode, size=det.image_size, crop=det.crop)
+    window = max(det.window(batch_size * 4), 2 * workers)  # bounded memory: views, not images
+    decode = partial(_decode, read=det.view_reader)
     pool = None
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()
@@ -146,7 +145,8 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
     try:
         it = iter(paths)
         while chunk := list(itertools.islice(it, window)):
-            decoded = pool.map(decode, chunk, chunksize=16) if pool else [decode(p) for p in chunk]
+            decoded = pool.map(decode, chunk, chunksize=min(16, -(-len(chunk) // (2 * workers)))) if pool \
+                else [decode(p) for p in chunk]
             yield from det.score_decoded(decoded, batch_size)
     finally:
         if pool:

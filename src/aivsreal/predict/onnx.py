@@ -4,8 +4,9 @@ The graph takes float32 pixels in [0, 255], NCHW, at the model's view size, with
 batch axis, and returns P(FAKE) per view (test-time flip averaging included when the model
 uses it, and the temperature from `--calibrate`). A whole-image model has one view per image
 (the image resized), so onnxruntime users need only decode, resize and transpose. A native-crop
-model (`train --crop N`) has up to 9 views per image: N px tiles cut at native resolution,
-whose logits are averaged outside the graph. The metadata says which, in words (`preprocessing`)
+model (`train --crop N`) has up to 9 views per image: N px tiles cut at native resolution (or, for a
+model with `rescale` S, from the image resized to a shorter side of S px), whose logits are averaged
+outside the graph. The metadata says which, in words (`preprocessing`)
 and as data (`views`), so that onnxruntime alone reproduces `predict` (docs: the export recipe).
 A second output, `features`, feeds the domain check stored in the file's metadata (the geometry
 half needs the image's size before decoding, which the graph never sees).
@@ -64,9 +65,15 @@ def views(cfg: ModelConfig) -> dict[str, object]:
     """What the graph's batch holds per image, as data a non-Python runtime can follow."""
     if cfg.crop is None:
         return {"kind": "resize", "size": cfg.image_size, "resample": "bicubic", "per_image": 1}
-    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, "grid": "per axis ceil(L/size) "
-            "tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); a side under size is "
-            "reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
+    rescale = {} if cfg.rescale is None else {
+        "rescale": cfg.rescale, "draft": cfg.draft,
+        "rescale_rule": "before tiling, an image whose shorter side is over rescale px is resized (Pillow bicubic) "
+                        "to shorter side rescale, longer side round(L*rescale/shorter), never scaled up; with draft, "
+                        "a JPEG whose shorter side is >= 2*rescale is first decoded at the DCT scale Pillow's "
+                        "draft('RGB', (rescale, rescale)) picks"}
+    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, **rescale,
+            "grid": "per axis ceil(L/size) tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); "
+            "a side under size is reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
 
 
 def preprocessing(cfg: ModelConfig) -> str:
@@ -75,7 +82,14 @@ def preprocessing(cfg: ModelConfig) -> str:
     if cfg.crop is None:
         return f"{decode}, bicubic resize to {cfg.image_size}x{cfg.image_size}, {tail}"
     n = cfg.crop
-    return (f"{decode} at native resolution, never resized; cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "
+    if cfg.rescale:
+        draft = " (a JPEG whose shorter side is at least twice that decoded at a reduced DCT scale first)" \
+            if cfg.draft else ""
+        decode = (f"{decode}, an image whose shorter side is over {cfg.rescale} px resized (bicubic, antialiased) "
+                  f"to shorter side {cfg.rescale}{draft}, a smaller one kept as it is, never scaled up;")
+    else:
+        decode = f"{decode} at native resolution, never resized;"
+    return (f"{decode} cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "
             f"the image (per axis ceil(side/{n}) tiles, at most {int(MAX_TILES ** 0.5)}, the first at 0 and the last "
             f"at side-{n}; a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
             "P(FAKE) = sigmoid(mean over its tiles of log(p/(1-p)))")

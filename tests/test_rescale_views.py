@@ -87,6 +87,21 @@ def test_the_rescale_view_is_same_sizes_resize_and_never_an_upscale(tmp_path, mo
     assert np.array_equal(det.decode(encoded(small, "PNG"))[0], tiles(small, CROP))
 
 
+def test_a_reencode_model_reads_the_rescaled_image_saved_as_jpeg_as_same_size_does(tmp_path):
+    """`reencode` Q: the resized image (or the native one, when small) goes through Pillow's JPEG at
+    quality Q, PNG and JPEG inputs alike: the pixels the same-size reduction trains and tests on."""
+    det = crop_model(tmp_path / "m.pt", SIDE, reencode=90)
+    pixels = textured(250, 330)
+    scaled = np.asarray(Image.fromarray(pixels).resize((round(330 * SIDE / 250), SIDE), Image.Resampling.BICUBIC))
+    want = np.asarray(Image.open(io.BytesIO(encoded(scaled, "JPEG", quality=90))).convert("RGB"))
+    views = det.decode(encoded(pixels, "PNG"))[0]
+    assert np.array_equal(views, tiles(want, CROP))
+    assert not np.array_equal(views, crop_model(tmp_path / "plain.pt", SIDE).decode(encoded(pixels, "PNG"))[0])
+    small = textured(70, 90, seed=1)
+    small_want = np.asarray(Image.open(io.BytesIO(encoded(small, "JPEG", quality=90))).convert("RGB"))
+    assert np.array_equal(det.decode(encoded(small, "PNG"))[0], tiles(small_want, CROP))
+
+
 @pytest.fixture
 def draft_calls(monkeypatch) -> list[tuple]:
     calls: list[tuple] = []
@@ -128,6 +143,10 @@ def test_draft_decoding_only_when_the_view_is_downscaled(tmp_path, draft_calls):
     {"rescale": 96.0},
     {"rescale": True},
     {"rescale": SIDE, "draft": "yes"},
+    {"rescale": SIDE, "reencode": 0},
+    {"rescale": SIDE, "reencode": 101},
+    {"rescale": SIDE, "reencode": "90"},
+    {"reencode": 90},  # a re-encode without the rescale it follows
 ])
 def test_the_model_file_check_refuses_a_bad_rescale(tmp_path, options):
     config = default_config("fast")
@@ -136,7 +155,7 @@ def test_the_model_file_check_refuses_a_bad_rescale(tmp_path, options):
     with pytest.raises(AivsrealError) as e:
         load_model_file(tmp_path / "bad.pt")
     message = str(e.value)
-    assert "\n" not in message and ("rescale" in message or "draft" in message) and "bad.pt" in message
+    assert "\n" not in message and any(k in message for k in ("rescale", "draft", "reencode")) and "bad.pt" in message
 
 
 def test_a_rescale_without_a_crop_is_refused(tmp_path):

@@ -46,6 +46,14 @@ class ModelConfig:
         return int(rescale) if rescale and self.crop else None
 
     @property
+    def reencode(self) -> int | None:
+        """A `rescale` model trained on JPEG re-encodes of its views (the photoreal headline's same-size
+        reduction saves every image as JPEG q90) re-encodes each image at that quality after the resize,
+        PNG renders and camera JPEGs alike, so that it reads what it was fitted on; None: no re-encode."""
+        q = self.options.get("reencode")
+        return int(q) if q and self.rescale else None
+
+    @property
     def draft(self) -> bool:
         """Whether a `rescale` model decodes large JPEGs at a reduced DCT scale before that resize
         (data/images.py `decode_rescaled`); on unless the file says `draft: false`."""

@@ -189,7 +189,7 @@ class Detector:
     def view_reader(self) -> Callable[[str | Path], tuple[np.ndarray, tuple[int, int] | None]]:
         """`read_views` with this model's view policy, as a plain function a process pool can carry."""
         return partial(read_views, image_size=self.image_size, crop=self.crop, rescale=self.config.rescale,
-                       draft=self.config.draft)
+                       draft=self.config.draft, reencode=self.config.reencode)
 
     def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The (V, size, size, 3) views the model reads from one input, and its (width, height) as stored."""
@@ -208,7 +208,8 @@ class Detector:
         return self.decode_bytes(buf.getvalue())[0], image.size
 
     def decode_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int] | None]:
-        return decode_views(data, self.image_size, self.crop, rescale=self.config.rescale, draft=self.config.draft)
+        return decode_views(data, self.image_size, self.crop, rescale=self.config.rescale, draft=self.config.draft,
+                            reencode=self.config.reencode)
 
     def score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(FAKE) per image and the features the domain check reads (None where the backend has none).

@@ -70,7 +70,10 @@ def views(cfg: ModelConfig) -> dict[str, object]:
         "rescale_rule": "before tiling, an image whose shorter side is over rescale px is resized (Pillow bicubic) "
                         "to shorter side rescale, longer side round(L*rescale/shorter), never scaled up; with draft, "
                         "a JPEG whose shorter side is >= 2*rescale is first decoded at the DCT scale Pillow's "
-                        "draft('RGB', (rescale, rescale)) picks"}
+                        "draft('RGB', (rescale, rescale)) picks",
+        **({} if cfg.reencode is None else {
+            "reencode": cfg.reencode, "reencode_rule": "after the resize (or none), every image is saved as JPEG at "
+                                                       "quality reencode (Pillow, 4:2:0) and decoded again"})}
     return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, **rescale,
             "grid": "per axis ceil(L/size) tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); "
             "a side under size is reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
@@ -86,7 +89,8 @@ def preprocessing(cfg: ModelConfig) -> str:
         draft = " (a JPEG whose shorter side is at least twice that decoded at a reduced DCT scale first)" \
             if cfg.draft else ""
         decode = (f"{decode}, an image whose shorter side is over {cfg.rescale} px resized (bicubic, antialiased) "
-                  f"to shorter side {cfg.rescale}{draft}, a smaller one kept as it is, never scaled up;")
+                  f"to shorter side {cfg.rescale}{draft}, a smaller one kept as it is, never scaled up;"
+                  + (f" then saved as JPEG q{cfg.reencode} and decoded again;" if cfg.reencode else ""))
     else:
         decode = f"{decode} at native resolution, never resized;"
     return (f"{decode} cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "

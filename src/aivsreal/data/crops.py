@@ -89,11 +89,12 @@ def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tile
     return tiles(pixels, crop, max_tiles), (pixels.shape[1], pixels.shape[0])
 
 
-def read_views(path: str | Path, image_size: int, crop: int | None = None, *, rescale: int | None = None,
-               draft: bool = True, reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
+def read_views(path: str | Path, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
+               rescale: int | None = None, draft: bool = True,
+               reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
     """`decode_views` for a file on disk, with the path in the error message."""
     data = read_limited(path)
     try:
-        return decode_views(data, image_size, crop, rescale=rescale, draft=draft, reencode=reencode)
+        return decode_views(data, image_size, crop, max_tiles, rescale=rescale, draft=draft, reencode=reencode)
     except BadImageError as e:
         raise BadImageError(f"{path}: {e}") from None

@@ -221,6 +221,10 @@ def check_rescale(options: dict[str, Any], crop: Any, where: str) -> None:
                             "wrote")
     if not isinstance(options.get("draft", True), bool):
         raise AivsrealError(f"{where}: draft {options['draft']!r} is not true or false; the file is damaged")
+    tiles = options.get("max_tiles")
+    if tiles is not None and (crop in (None, 0) or tiles not in (1, 4, 9) or isinstance(tiles, bool)):
+        raise AivsrealError(f"{where}: max_tiles {tiles!r} is not 1, 4 or 9 (tiles per image, 1x1 to 3x3) on a "
+                            "native-crop model; the file is damaged or not one aivsreal wrote")
     q = options.get("reencode")
     if q is not None and (rescale is None or not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100):
         raise AivsrealError(f"{where}: reencode {q!r} is not a JPEG quality from 1 to 100 on a model with rescale; "

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.data.crops import MAX_TILES, decode_views, read_views
+from aivsreal.data.crops import decode_views, read_views
 from aivsreal.data.images import BadImageError
 from aivsreal.device import resolve_device
 from aivsreal.errors import AivsrealError
@@ -172,7 +172,7 @@ class Detector:
     @property
     def max_views(self) -> int:
         """How many views one image can cost: up to 9 native tiles for a native-crop model, else 1."""
-        return MAX_TILES if self.crop else 1
+        return self.config.max_tiles
 
     def window(self, batch_size: int) -> int:
         """How many images to decode before scoring them: `batch_size`, fewer when their views would hold
@@ -188,8 +188,8 @@ class Detector:
     @property
     def view_reader(self) -> Callable[[str | Path], tuple[np.ndarray, tuple[int, int] | None]]:
         """`read_views` with this model's view policy, as a plain function a process pool can carry."""
-        return partial(read_views, image_size=self.image_size, crop=self.crop, rescale=self.config.rescale,
-                       draft=self.config.draft, reencode=self.config.reencode)
+        return partial(read_views, image_size=self.image_size, crop=self.crop, max_tiles=self.config.max_tiles,
+                       rescale=self.config.rescale, draft=self.config.draft, reencode=self.config.reencode)
 
     def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The (V, size, size, 3) views the model reads from one input, and its (width, height) as stored."""
@@ -208,8 +208,8 @@ class Detector:
         return self.decode_bytes(buf.getvalue())[0], image.size
 
     def decode_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int] | None]:
-        return decode_views(data, self.image_size, self.crop, rescale=self.config.rescale, draft=self.config.draft,
-                            reencode=self.config.reencode)
+        return decode_views(data, self.image_size, self.crop, self.config.max_tiles, rescale=self.config.rescale,
+                            draft=self.config.draft, reencode=self.config.reencode)
 
     def score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(FAKE) per image and the features the domain check reads (None where the backend has none).

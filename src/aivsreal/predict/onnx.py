@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from aivsreal.data.crops import MAX_TILES
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.file import CLASS_NAMES, ModelMeta, read_config
@@ -74,7 +73,7 @@ def views(cfg: ModelConfig) -> dict[str, object]:
         **({} if cfg.reencode is None else {
             "reencode": cfg.reencode, "reencode_rule": "after the resize (or none), every image is saved as JPEG at "
                                                        "quality reencode (Pillow, 4:2:0) and decoded again"})}
-    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, **rescale,
+    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": cfg.max_tiles, **rescale,
             "grid": "per axis ceil(L/size) tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); "
             "a side under size is reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
 
@@ -93,9 +92,9 @@ def preprocessing(cfg: ModelConfig) -> str:
                   + (f" then saved as JPEG q{cfg.reencode} and decoded again;" if cfg.reencode else ""))
     else:
         decode = f"{decode} at native resolution, never resized;"
-    return (f"{decode} cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "
-            f"the image (per axis ceil(side/{n}) tiles, at most {int(MAX_TILES ** 0.5)}, the first at 0 and the last "
-            f"at side-{n}; a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
+    return (f"{decode} cut up to {cfg.max_tiles} {n}x{n} tiles spread evenly over the image (per axis "
+            f"ceil(side/{n}) tiles, at most {int(cfg.max_tiles ** 0.5)}, the first at 0 and the last at side-{n}; "
+            f"a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
             "P(FAKE) = sigmoid(mean over its tiles of log(p/(1-p)))")
 
 

@@ -265,7 +265,8 @@ def test_bundle_wild_ships_the_refitted_probe_a_held_out_domain_check_and_scores
             "per_family": {"REAL": {"n": 6, "auc_vs_other_class": 0.6}, "gen0": {"n": 2, "auc_vs_other_class": 0.9012,
                                                                                    "fake_recall": 0.5}}}
     held_out = {"date": "2026-01-01", "command": "python benchmarks/wild.py --wild W",
-                "photoreal": {"contenders": {recipe: {"same_size": same}}, "content_baseline_auc": 0.6321,
+                "photoreal": {"contenders": {recipe: {"same_size": same, "native_512": {"pooled_auc": 0.6012}}},
+                              "content_baseline_auc": 0.6321,
                               "shortcut_baseline_auc": 0.5012, "content_matched": {recipe: {"same_size": {
                                   "pooled_auc": 0.7345}}}, "size_matched": {recipe: {"same_size": {
                                       "pooled_auc": 0.7456}}}}}
@@ -310,6 +311,7 @@ def test_bundle_wild_ships_the_refitted_probe_a_held_out_domain_check_and_scores
     got = bundled.network.state_dict()
     assert all(torch.equal(got[k], stored(v) if v.is_floating_point() else v) for k, v in backbone.items())
     assert bundled.config.options["rescale"] == 512 and bundled.config.options["reencode"] == 90
+    assert bundled.max_views == 4
 
     # the domain threshold: where 95% of held-out sources' images stay, in the shipped check's units
     sizes = np.full((len(rows), 2), 224)
@@ -341,6 +343,7 @@ def test_bundle_wild_ships_the_refitted_probe_a_held_out_domain_check_and_scores
         assert card.splitlines()[7] == experimental_line(reason)  # under "# `wild`: ..."
     assert "Photoreal slice, sources held out: AUC 0.812**" in card and "Content-only baseline 0.632" in card
     assert "matched on stored size 0.746" in card and f"AUC {external['pooled_auc']:.3f}**" in card
+    assert "native 512 px crops instead of the resize score 0.601" in card
     assert "| animal | 3 | 3 | 0.711 |" in card and "| gen0 | 2 | 0.901 | 50% |" in card
     for s in ("real_src0", "fake_src2"):
         assert f"| {s} | owner/{s} @ abc" in card

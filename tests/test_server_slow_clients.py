@@ -222,8 +222,8 @@ class Recorder:
 
 def test_a_tiled_request_is_scored_in_bounded_passes_and_answered_in_order():
     """One request of 100 views (eleven 9-tile photos and one more) with 32 views a pass: four passes, the
-    scores each caller gets are its own. A 224 px model reads 32 views a pass, a 32 px one 256."""
-    assert views_per_pass(224) == 32 and views_per_pass(32) == 256 and views_per_pass(4096) == 1
+    scores each caller gets are its own. A 224 px model reads 8 views a pass, a 32 px one 256."""
+    assert views_per_pass(224) == 8 and views_per_pass(32) == 256 and views_per_pass(4096) == 1
     rec = Recorder()
     predictor = BatchingPredictor(rec, max_batch=32)
     try:
@@ -261,3 +261,34 @@ def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(model, monkeypat
                 break
             time.sleep(0.05)
         assert predictor.trims >= 1 and predictor.queued_images == 0
+
+
+def test_decoded_views_are_held_in_a_budget_and_a_refused_request_decodes_nothing(model, monkeypatch):
+    """Each request holds its worst case of decoded views (files x views x input size squared) from before
+    its first decode until it is scored; a request the queue would refuse gets 503 before any decode."""
+    from aivsreal.predict.detector import Detector
+    from aivsreal.serve.limits import PixelBudget
+
+    budgets, held = [], []
+
+    class Recorded(PixelBudget):
+        def __init__(self, capacity):
+            super().__init__(capacity)
+            budgets.append(self)
+
+    real_decode = Detector.decode
+
+    def decode(self, image):
+        held.append(budgets[1].in_use)
+        return real_decode(self, image)
+
+    monkeypatch.setattr(app_module, "PixelBudget", Recorded)
+    monkeypatch.setattr(Detector, "decode", decode)
+    with TestClient(app_module.create_app(model, device="cpu", max_queued_images=3)) as c:
+        files = [("files", (f"{i}.png", png_bytes(i), "image/png")) for i in range(3)]
+        assert c.post("/api/predict", files=files).status_code == 200
+        assert budgets[1].capacity == app_module.VIEW_PIXELS and held == [3 * 32 * 32] * 3
+        assert budgets[1].in_use == 0
+        held.clear()
+        r = c.post("/api/predict", files=files + [("files", ("3.png", png_bytes(3), "image/png"))])
+        assert r.status_code == 503 and "queue is full" in r.json()["error"] and held == []

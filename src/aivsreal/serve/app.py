@@ -63,6 +63,11 @@ BUDGET_WAIT_S = 10.0
 # (about 256 MB in Pillow), and one request asks for at most four such images' worth.
 DECODE_PIXELS = MAX_PIXELS
 REQUEST_PIXELS = 4 * MAX_PIXELS
+# Decoded views held by requests, from before their decode until they are scored: 32 MP (96 MB of uint8).
+# A request holds its worst case, files x views per file (a tiled model's 9) x the input size squared: one
+# 64-photo request to the 224 px `wild` detector (87 MB) at a time, dozens to a 32 px model. Past a wait of
+# INFER_TIMEOUT_S, 503. Before: 8 such requests decoded side by side, and the server peaked at 1.7 GB.
+VIEW_PIXELS = 32_000_000
 # Inference backlog: images accepted and not yet scored, across all requests, and how long one request
 # may wait for its scores. Past either the request gets 503 + Retry-After, never a 500.
 MAX_QUEUED_IMAGES = 512
@@ -115,6 +120,8 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
     explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     decode_budget = PixelBudget(DECODE_PIXELS)
+    view_budget = PixelBudget(VIEW_PIXELS)
+    view_pixels = detector.max_views * detector.config.input_size ** 2  # the most one file decodes to
     give_freed_images_back()
 
     @asynccontextmanager
@@ -170,8 +177,17 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
         return None, request_pixels
 
     def score(uploads: list[tuple[str | None, BinaryIO]], explain: bool = False) -> list[dict[str, Any]]:
-        """One entry per file, in order: a verdict, or a status and an error for that file alone. Files are
-        read out of their spool one at a time: only one file's bytes are ever in memory beside the spool."""
+        """One entry per file, in order: a verdict, or a status and an error for that file alone.
+
+        A request the queue would refuse is refused before it decodes; else it waits for room for its
+        decoded views (`Overloaded` past the queue's time limit), and holds it until it is scored."""
+        predictor.check(len(uploads))
+        with view_budget.hold(len(uploads) * view_pixels, timeout=infer_timeout_s):
+            return decode_and_score(uploads, explain)
+
+    def decode_and_score(uploads: list[tuple[str | None, BinaryIO]], explain: bool) -> list[dict[str, Any]]:
+        """Files are read out of their spool one at a time: only one file's bytes are ever in memory
+        beside the spool."""
         entries: list[dict[str, Any]] = []
         pixels, sizes, slots = [], [], []
         request_pixels = 0

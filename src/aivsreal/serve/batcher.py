@@ -22,7 +22,6 @@ turn and holds queue slots like any scoring.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -34,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from aivsreal.predict.detector import Detector
-from aivsreal.serve.limits import trim_freed_memory
+from aivsreal.serve.limits import Overloaded, trim_freed_memory
 
-# Pixels in one forward pass: 32 views of 224 px (about 0.4 GB of activations for EfficientNet-Lite2 in
-# fp32), and the most a 32 px model reads at once stays at 256 images.
-PASS_PIXELS = 32 * 224 * 224
+__all__ = ["BatchingPredictor", "Overloaded", "views_per_pass"]
+
+# Pixels in one forward pass: 8 views of 224 px (EfficientNet-Lite2's widest activations are ~5 MB a view
+# in fp32, and several are alive at once); a 32 px model still reads up to 256 images at once.
+PASS_PIXELS = 8 * 224 * 224
 MAX_PASS_VIEWS = 256
 
 
@@ -58,14 +59,6 @@ class Job:
     @property
     def views(self) -> int:
         return 0 if self.pixels is None else len(self.pixels)
-
-
-class Overloaded(Exception):
-    """The inference queue cannot take this request now; `retry_after_s` is a guess at when it can."""
-
-    def __init__(self, message: str, retry_after_s: float):
-        super().__init__(message)
-        self.retry_after_s = max(1, math.ceil(retry_after_s))
 
 
 class BatchingPredictor:
@@ -100,15 +93,24 @@ class BatchingPredictor:
         """`fn()` run on the model's thread, in turn with the batches, under the same bound and time limit."""
         return self._submit(Job(Future(), images, call=fn))
 
+    def check(self, images: int) -> None:
+        """`Overloaded` now if the queue could not take `images` more (nothing is held): a request that
+        would be refused is refused before it decodes anything."""
+        with self._count:
+            self._refuse_if_full(images)
+
+    def _refuse_if_full(self, images: int) -> None:
+        if self.queued_images + images > self.max_queued:
+            raise Overloaded(f"the inference queue is full ({self.queued_images} of {self.max_queued} images "
+                             f"waiting, this request has {images}): retry later", self.backlog_s())
+        if self.queued_images and self.backlog_s(images) > self.timeout:  # an empty queue always admits
+            raise Overloaded(f"the inference queue would take about {self.backlog_s(images):.0f} s, over the "
+                             f"{self.timeout:g} s limit: retry later", self.backlog_s())
+
     def _submit(self, job: Job) -> Any:
         images = job.images
         with self._count:
-            if self.queued_images + images > self.max_queued:
-                raise Overloaded(f"the inference queue is full ({self.queued_images} of {self.max_queued} images "
-                                 f"waiting, this request has {images}): retry later", self.backlog_s())
-            if self.queued_images and self.backlog_s(images) > self.timeout:  # an empty queue always admits
-                raise Overloaded(f"the inference queue would take about {self.backlog_s(images):.0f} s, over the "
-                                 f"{self.timeout:g} s limit: retry later", self.backlog_s())
+            self._refuse_if_full(images)
             self.queued_images += images
         self._queue.put(job)
         try:

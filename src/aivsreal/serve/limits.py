@@ -33,6 +33,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 Message = dict[str, Any]
 
 
+class Overloaded(Exception):
+    """The inference queue cannot take this request now; `retry_after_s` is a guess at when it can."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+
 class ByteBudget:
     """Request bodies in the server hold at most `capacity` bytes between them, counted as they stream.
 
@@ -267,10 +275,13 @@ class PixelBudget:
         self._free = threading.Condition()
 
     @contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
+    def hold(self, pixels: int, timeout: float | None = None) -> Iterator[None]:
+        """Wait for `pixels` (at most `timeout` s: past it `Overloaded`), hold them for the `with` block."""
         want = min(max(pixels, 1), self.capacity)
         with self._free:
-            self._free.wait_for(lambda: self.in_use + want <= self.capacity)
+            if not self._free.wait_for(lambda: self.in_use + want <= self.capacity, timeout):
+                raise Overloaded(f"the server holds its {self.capacity:,} pixels of decoded images: retry later",
+                                 timeout or 1)
             self.in_use += want
         try:
             yield

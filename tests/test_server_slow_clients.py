@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from conftest import synthetic_image
+from conftest import record_budgets, synthetic_image
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -266,28 +266,11 @@ def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(model, monkeypat
 def test_decoded_views_are_held_in_a_budget_and_a_refused_request_decodes_nothing(model, monkeypatch):
     """Each request holds its worst case of decoded views (files x views x input size squared) from before
     its first decode until it is scored; a request the queue would refuse gets 503 before any decode."""
-    from aivsreal.predict.detector import Detector
-    from aivsreal.serve.limits import PixelBudget
-
-    budgets, held = [], []
-
-    class Recorded(PixelBudget):
-        def __init__(self, capacity):
-            super().__init__(capacity)
-            budgets.append(self)
-
-    real_decode = Detector.decode
-
-    def decode(self, image):
-        held.append(budgets[1].in_use)
-        return real_decode(self, image)
-
-    monkeypatch.setattr(app_module, "PixelBudget", Recorded)
-    monkeypatch.setattr(Detector, "decode", decode)
+    budgets, held = record_budgets(monkeypatch)
     with TestClient(app_module.create_app(model, device="cpu", max_queued_images=3)) as c:
         files = [("files", (f"{i}.png", png_bytes(i), "image/png")) for i in range(3)]
         assert c.post("/api/predict", files=files).status_code == 200
-        assert budgets[1].capacity == app_module.VIEW_PIXELS and held == [3 * 32 * 32] * 3
+        assert budgets[1].capacity == app_module.VIEW_PIXELS and [h[1] for h in held] == [3 * 32 * 32] * 3
         assert budgets[1].in_use == 0
         held.clear()
         r = c.post("/api/predict", files=files + [("files", ("3.png", png_bytes(3), "image/png"))])

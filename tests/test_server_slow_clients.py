@@ -206,6 +206,18 @@ def test_a_request_past_the_byte_budget_gets_503_json_with_retry_after(server):
     assert budget.in_use == 0 and budget.peak >= 1_200_000
 
 
+def test_a_client_that_sends_its_whole_body_before_reading_gets_the_refusal(server):
+    """A 50 MB body, refused from its Content-Length before a byte is read (413 here; the budget's 503 takes
+    the same path): the server reads and discards the rest, so the client's send completes and it reads
+    the answer. Closing with unread data is a reset that loses it (7 of 8 big uploads read no answer)."""
+    port, _ = server
+    body = b"x" * (50 * 2**20)
+    with connect(port, "127.0.0.4") as s:
+        s.sendall(body_head(len(body)) + body)
+        status, _, refused = answer(s)
+    assert status == 413 and "request is over" in json.loads(refused)["error"]
+
+
 class Recorder:
     """A stand-in detector: P(fake) = each view's first pixel / 255, and the views of each forward pass."""
 

@@ -94,6 +94,9 @@ class BodyLimit:
         self.min_rate, self.grace_s = min_rate, grace_s
 
     def busy(self) -> tuple[int, str, dict[str, str]]:
+        """503: no room in the byte budget. Like 413 it keeps the connection: uvicorn then reads and discards
+        the rest of the body (for at most the header deadline, `connection_guard`), so a client that sends
+        its whole body before reading sees the answer; a close with unread data is a reset that loses it."""
         return (503, f"the server holds its {self.budget.capacity / 2**20:g} MB of request bodies (memory and "
                      "spool): retry later", {"Retry-After": str(math.ceil(self.budget_wait_s))})
 
@@ -111,11 +114,11 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            return await _answer(send, 413, f"request is over {self.max_bytes / 2**20:g} MB")
+            return await _answer(send, 413, f"request is over {self.max_bytes / 2**20:g} MB", close=False)
         budget = self.budget
         if (budget and length.isdigit()
                 and not await budget.wait_until_fits(int(length), 0, self.budget_wait_s)):
-            return await _answer(send, *self.busy())  # refused before a byte of the body is read
+            return await _answer(send, *self.busy(), close=False)  # refused before a byte of the body is read
         received, waited, held = 0, 0.0, 0
         refusal: tuple[int, str, dict[str, str]] | None = None
 
@@ -156,7 +159,7 @@ class BodyLimit:
             if refusal:  # the app saw a disconnect: replace whatever it says with the real reason
                 if not answered:
                     answered = True
-                    await _answer(send, *refusal)
+                    await _answer(send, *refusal, close=refusal[0] == 408)
                 return
             await send(message)
 
@@ -169,7 +172,7 @@ class BodyLimit:
             if budget:
                 budget.give_back(held)  # the app has returned: its spooled files are closed
         if refusal and not answered:
-            await _answer(send, *refusal)
+            await _answer(send, *refusal, close=refusal[0] == 408)
 
 
 def error_body(message: str) -> dict[str, str]:
@@ -215,11 +218,11 @@ class JsonErrors:
 
 
 async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str,
-                  extra: dict[str, str] | None = None) -> None:
+                  extra: dict[str, str] | None = None, close: bool = True) -> None:
     body = json.dumps(error_body(detail)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
+                            *([(b"connection", b"close")] if close else []),
                             *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -361,8 +364,17 @@ def connection_guard(header_s: float, max_connections: int, per_client: int) -> 
         def on_response_complete(self) -> None:
             self.responses += 1
             super().on_response_complete()
-            if self in opened and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self not in opened or self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.IDLE:
                 self.await_headers()
+            elif self.conn.their_state is h11.SEND_BODY:  # refused mid-body: uvicorn discards the rest
+                self.loop.call_later(header_s, self._drain_late, self.cycle)
+
+        def _drain_late(self, cycle: object) -> None:
+            """No new request since a refused body began to drain (still draining, or idle since): hang up."""
+            if self.cycle is cycle and not self.transport.is_closing():
+                self.transport.close()
 
         def await_headers(self) -> None:
             waiting[self] = time.monotonic()

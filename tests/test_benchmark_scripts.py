@@ -466,21 +466,36 @@ def test_load_test_counts_every_request_once(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- load_hostile.py
 
 
-def test_load_hostile_counts_every_file_answer(tmp_path, monkeypatch):
+def test_load_hostile_measures_each_case_and_keeps_other_models_rows(tmp_path, monkeypatch):
+    """Three cases on a tiny untrained model: every attack request and every normal one is counted, the
+    slow sockets are cut or refused (never answered 200), and a second model's run keeps the first's rows."""
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
+
     load_hostile = benchmark_script("load_hostile")
     monkeypatch.setattr(load_hostile, "RESULTS", tmp_path / "results")
-    run_main(load_hostile, monkeypatch, "--clients", "2", "--seconds", "1", "--files", "2")
+    monkeypatch.setattr(load_hostile, "TRICKLE_S", 1.0)
+    model = tmp_path / "model.pt"
+    save_model(model, build_model(default_config("fast")))
+    (tmp_path / "results").mkdir()
+    other = {"provenance": {"cpu": "c", "threads": 2}, "command": "python benchmarks/load_hostile.py --model other",
+             "date": "2026-12-01", "settings": {k: 1 for k in ("clients", "seconds", "big_files", "photos", "trickle")},
+             "cases": []}
+    (tmp_path / "results" / "load_hostile.json").write_text(json.dumps({"models": {"other": other}}))
+    run_main(load_hostile, monkeypatch, "--model", str(model), "--cases", "big_bytes,trickle,giants",
+             "--clients", "2", "--seconds", "1", "--big-files", "2", "--trickle", "2")
     result = json.loads((tmp_path / "results" / "load_hostile.json").read_text())
     assert_provenance(result)
-    assert result["clients"] == 2 and result["files_per_request"] == 2 and result["requests"] >= 2
-    assert result["client_errors"] == []
-    statuses = {int(s): n for s, n in result["file_statuses"].items()}
-    assert sum(statuses.values()) == 2 * result["requests"]  # one answer per file sent
-    assert set(statuses) <= {200, 400, 413}
-    assert result["normal_request_after"] == "verdict"
-    assert 0 < result["rss_before_mb"] <= result["peak_rss_mb"]
-    assert result["goal_met"] == (result["peak_rss_mb"] < load_hostile.GOAL_MB)
+    assert result["models"]["other"] == other
+    big, trickle, giants = result["models"][str(model)]["cases"]
+    assert [big["case"], trickle["case"], giants["case"]] == ["big_bytes", "trickle", "giants"]
+    assert big["requests"] == {"200": 2} and big["file_statuses"] == {"200": 4}  # zero-padded JPEGs decode
+    assert big["peak_spool_mb"] > 0  # 9.9 MB files roll over to temporary files, and are seen there
+    assert trickle["slow_clients"] and not any("200" in k for k in trickle["slow_clients"])
+    assert all(r["http_500"] == 0 and r["normal_requests"] > 0 for r in (big, trickle, giants))
+    assert trickle["normal_statuses"].get("200") == trickle["normal_requests"]
+    assert sum(giants["file_statuses"].values()) == 4 * giants["requests"].get("200", 0)
+    assert all(0 < r["rss_before_mb"] <= r["peak_rss_mb"] for r in (big, trickle, giants))
+    assert trickle["goals_met"]["normal_during_slow_clients"] is True
     md = (tmp_path / "results" / "load_hostile.md").read_text()
-    listed = ", ".join(f"{n} x {s}" for s, n in sorted(result["file_statuses"].items()))
-    assert f"| {result['requests']} | {listed} | verdict |" in md
-    assert f"**{result['peak_rss_mb']} MB**" in md
+    assert f"| big_bytes | {big['seconds']} | {big['rss_before_mb']} MB |" in md and "`other`" in md

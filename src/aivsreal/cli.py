@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--header-timeout", type=number(float, 0, low_open=True), default=10.0, metavar="S",
                    help="close a connection whose request headers are not complete S seconds after it opened "
                         "or after its last response")
+    s.add_argument("--min-body-rate", type=number(float, 0), default=240.0, metavar="B",
+                   help="answer 408 to a body slower than B bytes/s after its first 5 s (0: no minimum)")
+    s.add_argument("--byte-budget-mb", type=number(float, 0, low_open=True), default=512.0, metavar="MB",
+                   help="request bodies held at once by all requests, memory and spool together (503 past it)")
+    s.add_argument("--max-connections", type=number(int, 1), default=256, metavar="N",
+                   help="open connections; past N a new one replaces the longest wait for headers, else 503")
+    s.add_argument("--max-connections-per-client", type=number(int, 1), default=32, metavar="N",
+                   help="open connections per client address (503 past N)")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
 
@@ -238,7 +246,9 @@ def cmd_serve(args) -> int:
     from aivsreal.serve.app import serve
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
-          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout)
+          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
+          byte_budget_mb=args.byte_budget_mb, min_body_rate=args.min_body_rate, max_connections=args.max_connections,
+          max_connections_per_client=args.max_connections_per_client)
     return 0
 
 

@@ -35,7 +35,8 @@ from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 CSV_FIELDS = ["path", "label", "p_fake", "error", "in_domain", "domain_score", "domain_reason"]
 
 
-def _decode(path: str, size: int, crop: int | None) -> DecodedInput:
+def decode_path(path: str, size: int, crop: int | None) -> DecodedInput:
+    """One file as the model reads it; an unreadable one carries its error (every engine decodes here)."""
     try:
         return DecodedInput(path, *read_views(path, size, crop))
     except BadImageError as e:
@@ -138,7 +139,7 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
     """Predictions in input order; decoding runs `workers` processes ahead, one window at a time."""
     workers = workers or os.cpu_count() or 1
     window = max(batch_size * 4 // det.max_views, 2 * workers)  # bounded memory: views, not images
-    decode = partial(_decode, size=det.image_size, crop=det.crop)
+    decode = partial(decode_path, size=det.image_size, crop=det.crop)
     pool = None
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()

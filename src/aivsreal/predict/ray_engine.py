@@ -206,11 +206,12 @@ def score_on_ray(spec: DetectorSpec, paths: Iterable[str], out: str | Path, addr
             ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
             threads = actor_cpus(ray, actors)
             gpus = 1 if spec.device.startswith("cuda") else 0
-            # one block per batch, so that every actor has work from the start
-            blocks = [pa.table({"path": todo[i : i + batch_size]}) for i in range(0, len(todo), batch_size)]
+            # one block per batch, and at least 4 per actor, so that every actor has work from the start to the end
+            step = max(1, min(batch_size, -(-len(todo) // (4 * actors))))
+            blocks = [pa.table({"path": todo[i : i + step]}) for i in range(0, len(todo), step)]
             rows = ray.data.from_arrow(blocks).map_batches(
                 ScoringActor, fn_constructor_kwargs={"spec": spec, "threads": threads, "batch_size": batch_size},
-                batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
+                batch_size=step, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=threads, num_gpus=gpus)
             for table in rows.iter_batches(batch_size=shard_rows, batch_format="pyarrow"):
                 commit_shard(out, table, model)

@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="torch backend only")
     p.add_argument("--workers", type=POSITIVE_INT, help="decoding processes (default: all cores)")
     p.add_argument("--resume", action="store_true", help="skip files already in --csv and append to it")
+    r = p.add_argument_group("scale out (pip install 'aivsreal[ray]'; docs/scale_out.md)")
+    r.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="ray: score on a Ray cluster, rows in Parquet shards under --out (default: local)")
+    r.add_argument("--out", help="--engine ray: folder for the shards (a rerun with the same folder skips what is "
+                                 "there)")
+    r.add_argument("--address", help="--engine ray: the cluster to join (auto, ray://HOST:10001; default: a Ray "
+                                     "started on this machine)")
+    r.add_argument("--actors", type=POSITIVE_INT, help="--engine ray: scoring actors, each loads the detector once "
+                                                       "(default 1); --device cuda gives each a GPU")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
@@ -225,13 +234,19 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_predict(args) -> int:
-    from aivsreal.commands.predict import predict_files
-    from aivsreal.predict.detector import Detector
+    from aivsreal.commands.predict import predict_files, predict_on_ray
+    from aivsreal.predict.detector import DetectorSpec
 
-    det = Detector.load(args.model, device=args.device, backend=args.backend, precision=args.precision)
-    if args.threshold is not None:
-        det.threshold = args.threshold
-    return predict_files(det, args.inputs, args.csv, args.json, args.resume, args.batch_size, args.workers,
+    spec = DetectorSpec(args.model, args.device, args.backend, args.precision, args.threshold)
+    if args.engine == "ray":
+        if args.json or args.resume or args.workers:
+            raise AivsrealError("--json, --resume and --workers are for the local engine: --engine ray resumes from "
+                                "--out by itself and writes Parquet (and --csv)")
+        return predict_on_ray(spec, args.inputs, args.out, args.csv, args.address, args.actors or 1,
+                              args.batch_size, args.quiet)
+    if args.out or args.address or args.actors:
+        raise AivsrealError("--out, --address and --actors are for --engine ray")
+    return predict_files(spec.load(), args.inputs, args.csv, args.json, args.resume, args.batch_size, args.workers,
                          args.quiet)
 
 

@@ -308,3 +308,21 @@ class Detector:
                 pred.domain_score = round(dom.score, 4) if np.isfinite(dom.score) else None
             out.append(pred)
         return out
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How to load a detector, as the command line says it: what a remote worker is sent instead of the
+    detector itself, so that every engine loads it the same way."""
+
+    model: ModelRef = None
+    device: str = "auto"
+    backend: str = "torch"
+    precision: str = "bf16"
+    threshold: float | None = None  # None: the model's own
+
+    def load(self) -> Detector:
+        det = Detector.load(self.model, device=self.device, backend=self.backend, precision=self.precision)
+        if self.threshold is not None:
+            det.threshold = self.threshold
+        return det

@@ -208,6 +208,8 @@ class Detector:
         return self.decode_bytes(buf.getvalue())[0], image.size
 
     def decode_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """`decode` for an encoded file in memory: the one place every option of the model's view
+        (crop, rescale, draft, reencode, max_tiles) reaches the decoder."""
         return decode_views(data, self.image_size, self.crop, self.config.max_tiles, rescale=self.config.rescale,
                             draft=self.config.draft, reencode=self.config.reencode)
 

@@ -177,8 +177,11 @@ def domain(results: Path) -> str:
 
 # the second wild table's contenders, in words (wild.json names them briefly); a new contender shows its key
 WILD_WORDS = {
+    "lite2 probe (512 px reductions)": "frozen ImageNet EfficientNet-Lite2, stage-pooled features, logistic "
+                                       "regression, trained on the 512 px reductions (`lite2_probe`; the bundled "
+                                       "`wild` since 2026-12-07)",
     "lite2 probe (codec chain)": "frozen ImageNet EfficientNet-Lite2, stage-pooled features, logistic regression, "
-                                 "codec-chain views (`lite2_probe`)",
+                                 "codec-chain views (`lite2_probe`; the bundled `wild` until 2026-12-07)",
     "lite0 probe (codec chain)": "the Lite2 probe's recipe on frozen EfficientNet-Lite0 (`lite0_probe`)",
     "lite1 probe (codec chain)": "the Lite2 probe's recipe on frozen EfficientNet-Lite1 (`lite1_probe`)",
     "lite2 probe, stages only (no head; codec chain)": "the Lite2 probe on its pooled stages alone, without the "

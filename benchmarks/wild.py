@@ -446,9 +446,9 @@ class Trained:
 
 
 # lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune);
-# npr_patch: its own recipe at batch 64, 12 epochs of one random 96 px patch per image (14 min a fold on 2 busy cores)
+# npr_patch: its own recipe at batch 64, 10 epochs of one random 96 px patch per image (10-15 min a fold on 2 cores)
 TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4),
-           Trained("npr_patch", 96, 12, 2e-3, 64, reduced=True),
+           Trained("npr_patch", 96, 10, 2e-3, 64, reduced=True),
            Trained("efficientnet_lite0", 224, 3, 2e-4, reduced=True))
 
 

@@ -268,19 +268,22 @@ def photoreal_families(results: Path) -> str:
 
 
 def service(results: Path) -> str:
-    """docs/results/cifake.md and docs/serving.md: the web service under load and under hostile uploads."""
+    """docs/results/cifake.md: the web service under load, then under each hostile case per bundled model."""
     load_, hostile = load("load", results), load("load_hostile", results)
-    body = [[f"{load_['clients']} clients, {load_['seconds']:.0f} s, real CIFAKE JPEGs",
+    body = [[f"{load_['clients']} clients, {load_['seconds']:.0f} s, real CIFAKE JPEGs", "`cifake`",
              f"{load_['requests']:,} requests, {load_['correct']:,} correct, "
              f"{load_['failed_or_wrong']} failed or wrong",
              f"{load_['requests_per_s']:.0f} requests/s, latency p50 {load_['latency_ms_p50']:.0f} ms, "
-             f"p99 {load_['latency_ms_p99']:.0f} ms"],
-            [f"{hostile['clients']} clients, {hostile['files_per_request']} giant images per request, "
-             f"{hostile['seconds']:.0f} s", f"{hostile['requests']} requests; files answered: "
-             + ", ".join(f"{n} with status {status}" for status, n in hostile["file_statuses"].items()),
-             f"RSS {hostile['rss_before_mb']:,} MB -> peak **{hostile['peak_rss_mb']:,} MB** -> "
-             f"{hostile['rss_after_mb']:,} MB (goal: under {hostile['goal_peak_rss_mb']:,} MB)"]]
-    return table(["load", "answered", "figures"], body)
+             f"p99 {load_['latency_ms_p99']:.0f} ms"]]
+    for model, run in hostile["models"].items():
+        for case in run["cases"]:
+            statuses = ", ".join(f"{n} x {status}" for status, n in case["requests"].items()) or "none but the attack's"
+            body.append([f"hostile: {case['case']} ({case['seconds']:.0f} s)", f"`{model}`",
+                         f"requests {statuses}; HTTP 500: {case['http_500']}; normal requests 200 within 5 s: "
+                         f"{case['normal_200_within_5s']:.0%} (p99 {case['normal_p99_s']:.2f} s)",
+                         f"RSS {case['rss_before_mb']:,} MB -> peak **{case['peak_rss_mb']:,} MB** -> "
+                         f"{case['rss_after_mb']:,} MB; spool at most {case['peak_spool_mb']:.0f} MB"])
+    return table(["load", "model", "answered", "memory"], body)
 
 
 # name -> (the function that builds the table, the results files it reads)

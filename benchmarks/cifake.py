@@ -4,7 +4,7 @@ Run from the repository root (takes about `--budget-minutes` per model plus eval
 
     python benchmarks/cifake.py --data ../shared/data/cifake --budget-minutes 20
 
-Writes benchmarks/results/cifake.json and cifake.md (the README's table), and the best
+Writes benchmarks/results/cifake.json and cifake.md (docs/results/cifake.md's table: benchmarks/render.py), and the best
 model's test confusion matrix. Every figure comes from this one run on this machine.
 """
 

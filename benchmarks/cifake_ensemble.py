@@ -10,16 +10,17 @@ order). Its compute is the sum of the members' training compute, taken from the 
 benchmarks/results/cifake.json rows, so the ensemble is held to the same budgets as one model.
 The figures are those of the model file `aivsreal ensemble` writes from the members (--out), scored
 like any model; the members are scored too, for the table, and the file's P(FAKE) is checked against
-their mean. Writes benchmarks/results/cifake_ensemble.{json,md}; with --teacher-out, also the
-ensemble's P(FAKE) on the training images, the file `aivsreal train --teacher` distils from
-(cifake.py's fast_distill).
+their mean. Each ensemble is one row of benchmarks/results/cifake_ensembles.json (and a section of
+its Markdown twin), named by --name, with its own provenance header; a rerun under the same name
+replaces that row and keeps the others. With --teacher-out, also the ensemble's P(FAKE) on the
+training images, the file `aivsreal train --teacher` distils from (cifake.py's fast_distill).
 
 With --select-within PFLOP the members are chosen, not given: --members lists candidates, and greedy
 forward selection (Caruana et al., 2004) adds, one at a time, the candidate whose training compute
 still fits the budget and that lowers the ensemble's validation log loss most, until none fits or
-none lowers it. Only validation scores choose; test is scored once for the table. Writes
-benchmarks/results/cifake_ensemble_selected.{json,md}. --name picks another stem, so a new ensemble
-does not overwrite a committed one.
+none lowers it. Only validation scores choose; test is scored once for the table. Its row is
+named cifake_ensemble_selected unless --name says otherwise; a new ensemble needs a new --name, or it
+replaces the committed row of that name.
 
 With --across-seeds the members may come from different seeds, so from different splits (a seed
 ensemble: the same recipe trained three times). Then only test is scored: each member's validation
@@ -50,6 +51,7 @@ from aivsreal.models.file import save_model
 from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
+ENSEMBLES = "cifake_ensembles"  # benchmarks/results/cifake_ensembles.{json,md}: one row per ensemble
 SPLITS = ("val", "test")
 
 
@@ -74,11 +76,11 @@ def main() -> None:
                     help="--members are candidates: pick them greedily on validation log loss within this compute")
     ap.add_argument("--across-seeds", action="store_true",
                     help="members trained on different seeds' splits: score test only (no clean validation)")
-    ap.add_argument("--name", help="results file stem under benchmarks/results (default: cifake_ensemble, or "
-                    "cifake_ensemble_selected with --select-within)")
+    ap.add_argument("--name", help=f"the ensemble's row in benchmarks/results/{ENSEMBLES}.json, replaced if it "
+                    "exists (default: cifake_ensemble, or cifake_ensemble_selected with --select-within)")
     args = ap.parse_args()
     if args.name is not None and not args.name.replace("_", "").replace("-", "").isalnum():
-        ap.error(f"--name {args.name!r}: a file stem of letters, digits, '_' and '-' (it is written under {RESULTS})")
+        ap.error(f"--name {args.name!r}: a row name of letters, digits, '_' and '-' (a heading in {ENSEMBLES}.md)")
     if len(args.members) < 2 and args.select_within is None:
         ap.error(f"--members {args.members[0]}: an ensemble needs at least two members (or pass --select-within to "
                  "choose among candidates)")
@@ -141,7 +143,9 @@ def main() -> None:
             w.writerows([name, f"{p:.6f}"] for name, p in zip(reference["train"], mean["train"], strict=True))
     metrics = {s: binary_metrics(labels[s], p_file[s]) for s in scored}
     metrics["test_without_leaked"] = binary_metrics(labels["test"][~leaked], p_file["test"][~leaked])
+    stem = args.name or ("cifake_ensemble_selected" if args.select_within is not None else "cifake_ensemble")
     result = {
+        "name": stem,
         "provenance": provenance().to_dict(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": "python benchmarks/cifake_ensemble.py " + " ".join(sys.argv[1:]),
@@ -166,10 +170,22 @@ def main() -> None:
     }
     if args.teacher_out:
         result["train_accuracy"] = binary_metrics(labels["train"], mean["train"])["accuracy"]
-    stem = args.name or ("cifake_ensemble_selected" if args.select_within is not None else "cifake_ensemble")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / f"{stem}.md").write_text(markdown(result))
-    print((RESULTS / f"{stem}.md").read_text())
+    write_row(result)
+    print(markdown(result))
+
+
+def write_row(result: dict) -> None:
+    """Put one ensemble's row into cifake_ensembles.json (replacing a row of the same name, else appended)
+    and rewrite its Markdown twin. The file's header is that of the run that wrote it last; each row keeps
+    its own."""
+    path = RESULTS / f"{ENSEMBLES}.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if r["name"] != result["name"]] + [result]
+    path.write_text(json.dumps({"provenance": result["provenance"], "rows": rows}, indent=2) + "\n")
+    sections = [f"## {r['name']}\n\n{markdown(r)}" for r in rows]
+    path.with_suffix(".md").write_text(
+        "# CIFAKE ensembles\n\nOne section per ensemble, written by `python benchmarks/cifake_ensemble.py` "
+        f"(each row of {ENSEMBLES}.json, with its own provenance header).\n\n" + "\n".join(sections))
 
 
 def val_figures(metrics: dict) -> dict:
@@ -207,7 +223,7 @@ def markdown(r: dict) -> str:
              f"`aivsreal ensemble` writes ({r['model_file']}); its P(FAKE) is within "
              f"{r['max_abs_difference_from_members_mean']:.1e} of the members' mean.", "",
              "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
-    lines += [f"| `{name}` | {_val(m['val_accuracy'])} | {_val(m['val_log_loss'])} | {m['test_accuracy']:.4f} |"
+    lines += [f"| `{name}` | {_val(m.get('val_accuracy'))} | {_val(m.get('val_log_loss'))} | {m['test_accuracy']:.4f} |"
               for name, m in r["members"].items()]
     if r.get("selection"):
         lines += ["", f"Chosen by greedy forward selection on validation log loss within {r['select_within']:.2f} "
@@ -215,7 +231,7 @@ def markdown(r: dict) -> str:
         lines += [f"{k}. `{st['added']}`: val log loss {st['val_log_loss']:.4f}, val acc {st['val_accuracy']:.4f}, "
                   f"{st['train_pflops']:.3f} PFLOP" for k, st in enumerate(r["selection"], 1)]
         lines += ["", "| model | val acc | val log loss | test acc |", "|---|---|---|---|"]
-    lines += [f"| **ensemble** | {_val(r['val_accuracy'])} | {_val(r['val_log_loss'])} | "
+    lines += [f"| **ensemble** | {_val(r.get('val_accuracy'))} | {_val(r.get('val_log_loss'))} | "
               f"**{r['test_accuracy']:.4f}** |", "",
               f"Ensemble test accuracy without the 378 leaked images {r['test_accuracy_without_leaked']:.4f}, "
               f"precision (REAL positive) {r['test_precision']:.4f}, recall {r['test_recall']:.4f}, "

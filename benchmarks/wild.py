@@ -27,6 +27,13 @@ Contenders, all on the same test images:
 - `lite0 probe, no chain`: the same on plain native crops (what the chain buys);
 - `lite1 probe`, `lite2 probe`: the same recipe on frozen ImageNet EfficientNet-Lite1 (2,064 values)
   and Lite2 (2,136 values), same views; and Lite0's and Lite2's features side by side (4,200 values);
+- `lite2 probe (512 px reductions)` (BUNDLED_RECIPE: the bundled `wild` detector's since 2026-12-07): the
+  Lite2 probe trained on the headline's own view of the training sources (the 2x2 tiles of their
+  `same_size` reductions) instead of codec-chain crops (CHAIN_RECIPE, the bundled one before);
+- `npr_patch` (models/npr_patch.py): a small CNN trained from scratch per fold on random 96 px
+  patches of the training sources' 512 px reductions through the codec chain, reading only the
+  neighbouring-pixel residual; scored by the mean logit of its tiles; and its mean-logit ensembles
+  with the two Lite2 probes;
 - `lite2 probe, mean+std pooled`: each Lite2 stage pooled by its mean and its standard deviation
   (4,272 values: texture statistics, as Gram-Net argues), same views;
 - `lite2 probe, stages only` / `head only`: the Lite2 probe on the pooled stages without the
@@ -115,7 +122,10 @@ PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe"
           "spectrum": "spectrum_probe"}
 VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
-BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (codec chain)", "lite2"
+# since 2026-12-07 the Lite2 probe trained on the headline's own view of the training sources (the 2x2
+# tiles of their 512 px reductions); before, CHAIN_RECIPE: the same probe on codec-chain native crops
+BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (512 px reductions)", "lite2"
+CHAIN_RECIPE = "lite2 probe (codec chain)"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
@@ -330,10 +340,11 @@ def inner_c(views: np.ndarray, labels: np.ndarray, sources: np.ndarray, weighted
 
 
 def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: str, sources: np.ndarray,
-                   weighted: bool = False) -> tuple[dict[str, np.ndarray], list[float]]:
+                   weighted: bool = False, conditions: tuple[str, ...] = CONDITIONS
+                   ) -> tuple[dict[str, np.ndarray], list[float]]:
     """P(fake) per image and condition, each from the fold that held its source out; and the C
     that each fold's inner CV chose. `weighted`: sources weighted by 1/sqrt(size) (`source_weights`)."""
-    p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
+    p = {cond: np.full(len(labels), np.nan) for cond in conditions}
     chosen = []
     for f in range(folds.max() + 1):
         train, test = folds != f, folds == f
@@ -402,24 +413,43 @@ def detector_scores(det: Detector, rows: list[dict], root: Path, blobs: list[byt
     return out
 
 
+SCRATCH = ("fast", "npr_patch")  # families with no pretrained weights
+
+
 @dataclass(frozen=True)
 class Trained:
-    """A detector trained per fold with `aivsreal train`'s own loop on native crops from disk."""
+    """A detector trained per fold with `aivsreal train`'s own loop on native crops from disk: of the
+    files as stored, or (`reduced`) of their `same_size` reductions, the 512 px view the headline
+    scores, so that training sees the scale it is tested at."""
 
     family: str
     crop: int
     epochs: int
     lr: float
     batch_size: int = 32
+    reduced: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.family + ("_512" if self.reduced else "")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.family not in SCRATCH
 
     @property
     def name(self) -> str:
-        start = "ImageNet" if self.family != "fast" else "scratch"
-        return f"{self.family} fine-tuned ({start}, codec chain, {self.crop} px crops, {self.epochs} epochs)"
+        start = "ImageNet" if self.pretrained else "scratch"
+        views = "crops of the 512 px reductions" if self.reduced else "crops"
+        verb = "fine-tuned" if self.pretrained else "trained"
+        return f"{self.family} {verb} ({start}, codec chain, {self.crop} px {views}, {self.epochs} epochs)"
 
 
-# lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune)
-TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4))
+# lr: each recipe's, scaled to batch 32 (fast: SGD 0.1 at 256; Lite0: AdamW 1e-3 at 128, a little lower to fine-tune);
+# npr_patch: its own recipe at batch 64, 10 epochs of one random 96 px patch per image (10-15 min a fold on 2 cores)
+TRAINED = (Trained("fast", 96, 6, 0.0125), Trained("efficientnet_lite0", 160, 2, 2e-4),
+           Trained("npr_patch", 96, 10, 2e-3, 64, reduced=True),
+           Trained("efficientnet_lite0", 224, 3, 2e-4, reduced=True))
 
 
 def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarray, folds: np.ndarray,
@@ -439,7 +469,8 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
         return {c: z[c] for c in CONDITIONS}, record
     p = {cond: np.full(len(labels), np.nan) for cond in CONDITIONS}
     record: dict = {"minutes_per_fold": [], "epochs_run": []}
-    refs = [ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
+    refs = [ImageRef(str(store / "same_size"), f"{r['relpath']}.jpg", 0, 0) if spec.reduced
+            else ImageRef(str(root), r["relpath"], 0, 0) for r in rows]
     for f in range(folds.max() + 1):
         test_idx = np.flatnonzero(folds == f)
         fit, val = fit_and_val(labels, folds, f)
@@ -450,7 +481,7 @@ def trained_scores(spec: Trained, rows: list[dict], root: Path, labels: np.ndarr
 
         config = model_config(spec.family, {"crop": spec.crop})
         torch.manual_seed(0)
-        model = build_model(config, pretrained=spec.family != "fast")
+        model = build_model(config, pretrained=spec.pretrained)
         cfg = TrainConfig.for_model(train_recipe(spec.family), epochs=spec.epochs, lr=spec.lr,
                                     batch_size=spec.batch_size, seed=0)
         started = time.time()
@@ -548,8 +579,10 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
     that were computed (--probes); with `headline_only`, the bundled recipe and the content baseline."""
     out: dict[str, tuple[dict, str, bool]] = {}
     have = set(feats) if not headline_only else set()
-    if headline_only and BUNDLED_PROBE in feats:
-        out[BUNDLED_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
+    if BUNDLED_PROBE in feats:
+        out[CHAIN_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
+        out[BUNDLED_RECIPE] = ({**feats[BUNDLED_PROBE], "same_size_view": feats[BUNDLED_PROBE]["same_size"][:, None]},
+                               "same_size_view", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -557,7 +590,6 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
         out["lite1 probe (codec chain)"] = (feats["lite1"], "chain", False)
     if "lite2" in have:
         lite2 = feats["lite2"]
-        out[BUNDLED_RECIPE] = (lite2, "chain", False)
         out["lite2 probe (codec chain, sources weighted)"] = (lite2, "chain", True)
         out["lite2 probe (codec-chain and plain views, 4 per image)"] = (
             {**lite2, "chain_and_plain": np.concatenate([lite2["chain"], lite2["plain"]], 1)}, "chain_and_plain", False)
@@ -611,15 +643,24 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
     fitted = {name: cross_validate(f, labels, folds, views, sources, weighted)
               for name, (f, views, weighted) in probe_contenders(mine, vits, headline_only).items()}
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
-                                         cache.with_name(f"wild_{spec.family}_{spec.crop}_{tag}.npz"), store)
+                                         cache.with_name(f"wild_{spec.key}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
+    pairs = {f"{spec.name} + {name}, mean logit": (trained[spec.name][0], fitted[name][0])
+             for spec in specs if spec.reduced for name in (CHAIN_RECIPE, BUNDLED_RECIPE) if name in fitted}
     scores = {**{name: p for name, (p, _) in fitted.items()},
               SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
               **{name: p for name, (p, _) in trained.items()},
+              **{name: {c: mean_logit(a[c], b[c]) for c in CONDITIONS} for name, (a, b) in pairs.items()},
               "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs,
                                                          store)}
     return Evaluation(rows, folds, scores, {name: c for name, (_, c) in fitted.items()},
                       {spec.name: {**asdict(spec), **trained[spec.name][1]} for spec in specs})
+
+
+def mean_logit(*ps: np.ndarray) -> np.ndarray:
+    """The ensemble of two detectors' P(fake): the mean of their logits (NaN where either is)."""
+    z = np.mean([np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7))) for p in ps], 0)
+    return 1 / (1 + np.exp(-z))
 
 
 def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None = None) -> dict:
@@ -633,21 +674,26 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
 
 
 def keep_earlier(result: dict, path: Path) -> None:
-    """A run limited by --headline-only, --probes or --trained recomputes some contenders of the second
-    table; the others keep the figures of the run that wrote `path` (same images, folds and views),
-    each marked with the date and command of the run that measured it."""
+    """A run limited by --headline-only, --probes or --trained recomputes some contenders; the others
+    keep the figures of the run that wrote `path`, in each table whose images and folds are the same
+    as this run's (the second table, and the photoreal headline until its images change), each
+    marked with the date and command of the run that measured it."""
     if not path.exists():
         return
     earlier = json.loads(path.read_text())
-    kept = {name: c for name, c in earlier.get("contenders", {}).items() if name not in result["contenders"]}
-    result["contenders"].update(kept)
-    for key in ("probe_c_per_fold", "trained"):
-        result[key] = {**{k: v for k, v in earlier.get(key, {}).items() if k in kept}, **result[key]}
-    if kept:  # each row names the run that measured it, even across several --headline-only runs
-        origin = earlier.get("from_earlier_run", {})
-        result["from_earlier_run"] = {name: origin.get(name, {"date": earlier.get("date"),
-                                                              "command": earlier.get("command")})
-                                      for name in sorted(kept)}
+    for new, old in ((result, earlier), (result["photoreal"], earlier.get("photoreal", {}))):
+        if (old.get("images"), old.get("folds")) != (new["images"], new["folds"]):
+            continue  # other images: the earlier figures are not comparable
+        kept = {name: c for name, c in old.get("contenders", {}).items() if name not in new["contenders"]}
+        new["contenders"].update(kept)
+        for key in ("probe_c_per_fold", "trained", "content_matched", "size_matched"):
+            if key in new:
+                new[key] = {**{k: v for k, v in old.get(key, {}).items() if k in kept}, **new[key]}
+        if kept:  # each row names the run that measured it, even across several --headline-only runs
+            origin = old.get("from_earlier_run", {})
+            new["from_earlier_run"] = {name: origin.get(name, {"date": earlier.get("date"),
+                                                               "command": earlier.get("command")})
+                                       for name in sorted(kept)}
 
 
 def read_sources(path: str) -> set[str]:
@@ -657,15 +703,17 @@ def read_sources(path: str) -> set[str]:
     return {line.split("#")[0].strip() for line in Path(path).read_text().splitlines()} - {""}
 
 
-def content_matched(p_content: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = 10,
-                    seed: int = 0) -> np.ndarray:
-    """The images of `mask` matched on the content-only baseline's held-out score: within each of `bins`
-    quantile bins of that score, as many REAL as FAKE (the larger class subsampled, seeded).
+def matched(p_content: np.ndarray, labels: np.ndarray, mask: np.ndarray, bins: int = 10,
+            seed: int = 0) -> np.ndarray:
+    """The images of `mask` matched on one score: within each of `bins` quantile bins of it, as many
+    REAL as FAKE (the larger class subsampled, seeded).
 
-    Matching on a propensity score: a REAL and a FAKE image in one bin look alike to a classifier that
-    sees only what is pictured, so on the matched slice that classifier is near chance and what a
-    detector scores above it is not content. The slice is chosen from the baseline's scores alone,
-    never from a detector's."""
+    Matching on the content-only baseline's held-out score (a propensity score): a REAL and a FAKE
+    image in one bin look alike to a classifier that sees only what is pictured, so on the matched
+    slice that classifier is near chance and what a detector scores above it is not content. Matching
+    on the stored size (its shorter side) does the same for size: every reduction leaves a trace of
+    how much an image was shrunk, and as stored REAL photos are larger than renders. Each slice is
+    chosen from its score alone, never from a detector's."""
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(mask & ~np.isnan(p_content))
     edges = np.quantile(p_content[idx], np.linspace(0, 1, bins + 1)[1:-1])
@@ -698,7 +746,7 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
     ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=list(PROBES),
                     help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
-    ap.add_argument("--trained", nargs="*", choices=[s.family for s in TRAINED], default=[s.family for s in TRAINED],
+    ap.add_argument("--trained", nargs="*", choices=[s.key for s in TRAINED], default=[s.key for s in TRAINED],
                     help="the per-fold fine-tunes to run (default: all; hours of CPU on a grown set)")
     ap.add_argument("--headline-only", action="store_true",
                     help="of the probes, only the bundled recipe's and the content-only baseline (with the shortcut "
@@ -730,22 +778,31 @@ def main() -> None:
     vit_feats = {family: features_for(rows, root, feature_cache(cache, family), family, device, w)
                  for family, w in zip(args.vit_probe, weights, strict=True)}
     blobs = same_codec_blobs(next(iter(probe_feats.values())))
-    specs = tuple(s for s in TRAINED if s.family in args.trained)
-    first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs, specs, root, cache,
-                     "original", args.headline_only)
+    specs = tuple(s for s in TRAINED if s.key in args.trained)
+    # the models trained on 512 px reductions are the headline's contenders: the second table keeps its own
+    first = evaluate([rows[i] for i in original], original, probe_feats, vit_feats, blobs,
+                     tuple(s for s in specs if not s.reduced), root, cache, "original", args.headline_only)
     grown = evaluate(rows, np.arange(len(rows)), probe_feats, vit_feats, blobs, specs, root, cache, "grown",
                      args.headline_only)
     conditions = ("same_size", "native_512", "as_is")
     photoreal = summary(grown, conditions, photoreal_mask(rows))
     grown_labels = np.array([int(r["cls"] == "FAKE") for r in rows])
-    matched = content_matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
-    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, matched) for c in conditions}
+    by_content = matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
+    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_content) for c in conditions}
                                     for name, ps in grown.scores.items()}
-    # the shipped `wild` detector was fitted on every --labels image: score it only on the others
-    added = np.setdiff1d(np.arange(len(rows)), original)
+    by_size = matched(np.log([min(int(r["width"]), int(r["height"])) for r in rows]), grown_labels,
+                      photoreal_mask(rows))
+    photoreal["size_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_size) for c in conditions}
+                                    for name, ps in grown.scores.items()}
+    # the shipped `wild` detector: scored only on the sources it was not fitted on (its summary names them;
+    # detectors bundled before 2026-12-07 were fitted on every --labels image)
+    shipped_det = Detector.load("wild", device="cpu")
+    fitted_on = set(shipped_det.meta.summary.get("data", {}).get("sources")
+                    or {rows[i]["source"] for i in original})
+    added = np.array([i for i, r in enumerate(rows) if r["source"] not in fitted_on], dtype=int)
     if len(added):
-        shipped = detector_scores(Detector.load("wild", device="cpu"), [rows[i] for i in added], root,
-                                  [blobs[i] for i in added], reduced_store(cache))
+        shipped = detector_scores(shipped_det, [rows[i] for i in added], root, [blobs[i] for i in added],
+                                  reduced_store(cache))
         added_rows = [rows[i] for i in added]
         added_labels = np.array([int(r["cls"] == "FAKE") for r in added_rows])
         photoreal["bundled_wild_on_added"] = {c: summarise(shipped[c], added_labels, added_rows,
@@ -793,9 +850,10 @@ def fmt(x: float | None) -> str:
 
 def markdown(r: dict) -> str:
     features = " and ".join(f"{m} min for {b}" for b, m in r["feature_minutes"].items())
-    earlier = r.get("from_earlier_run", {})
+    earlier = {**r.get("from_earlier_run", {}), **r["photoreal"].get("from_earlier_run", {})}
+    runs = {**r["trained"], **r["photoreal"]["trained"]}
     trained = "; ".join(f"{name}: {sum(t['minutes_per_fold']):.1f} min, {sum(t['pflops_per_fold']):.2f} PFLOP "
-                        f"over the 4 folds" for name, t in r["trained"].items() if name not in earlier) \
+                        f"over the 4 folds" for name, t in runs.items() if name not in earlier) \
         or "none this run (--trained)"
     lines = [f"Measured {r['date']} on {r['machine']}: `{r['command']}` ({r['minutes']} min this run; computed once "
              f"and cached in benchmarks/runs/: the probe features (up to 21 forward passes of 224 px crops "
@@ -816,6 +874,7 @@ def markdown_photoreal(r: dict) -> str:
              f"under 512 px are left out ({c[lead]['native_512']['n_real']:,} REAL and "
              f"{c[lead]['native_512']['n_fake']:,} FAKE remain). Locked external sources, never scored here: "
              f"{', '.join(r['external_sources']) or 'none yet'}.", "",
+             *earlier_note(r),
              f"- **{lead}: same-size AUC {fmt(some['pooled_auc'])}**",
              f"- content-only baseline (the same probe on 32 px thumbnails): {fmt(r['content_baseline_auc'])} "
              "(above 0.65 means the slice is confounded by what is pictured)",
@@ -845,6 +904,16 @@ def markdown_photoreal(r: dict) -> str:
               "| contender | same size AUC | native crop AUC | as stored AUC |", "|---|---|---|---|"]
     lines += [f"| {name} | **{fmt(x['same_size']['pooled_auc'])}** | {fmt(x['native_512']['pooled_auc'])} | "
               f"{fmt(x['as_is']['pooled_auc'])} |" for name, x in m.items()]
+    m = r.get("size_matched")
+    if m:
+        ms = m[lead]["same_size"]
+        lines += ["", "### Matched on size: what is left when the stored size cannot tell the classes apart", "",
+                  "The photoreal slice matched on each image's stored shorter side (10 quantile bins of its log, as "
+                  f"many REAL as FAKE in each, seeded): {ms['n_real']:,} REAL and {ms['n_fake']:,} FAKE. Every "
+                  "reduction leaves a trace of how much an image was shrunk; here both classes were shrunk alike.", "",
+                  "| contender | same size AUC | native crop AUC | as stored AUC |", "|---|---|---|---|"]
+        lines += [f"| {name} | **{fmt(x['same_size']['pooled_auc'])}** | {fmt(x['native_512']['pooled_auc'])} | "
+                  f"{fmt(x['as_is']['pooled_auc'])} |" for name, x in m.items()]
     lines += ["", "### Per content tag, same size: REAL of the tag against FAKE of the tag", "",
               f"| content | REAL | FAKE | {lead} | content only | size/format/bytes |", "|---|---|---|---|---|---|"]
     for tag, t in c[lead]["same_size"]["per_content"].items():
@@ -862,12 +931,16 @@ def markdown_photoreal(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_original(r: dict) -> str:
+def earlier_note(r: dict) -> list[str]:
+    """The rows a limited run kept from earlier runs, each with the run that measured it."""
     earlier = r.get("from_earlier_run")
-    lines = ["## The development set as before the photoreal data (second table)", "",
-             *(["Rows not recomputed by this run keep the figures of the run that measured them "
-                "(same images, folds and views):", "",
-                *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []),
+    return ["Rows not recomputed by this run keep the figures of the run that measured them "
+            "(same images, folds and views):", "",
+            *[f"- {name}: {o['date']}, `{o['command']}`" for name, o in earlier.items()], ""] if earlier else []
+
+
+def markdown_original(r: dict) -> str:
+    lines = ["## The development set as before the photoreal data (second table)", "", *earlier_note(r),
              f"{r['images']:,} images; {len(r['folds'])} folds, each holding out whole sources of both classes "
              f"(probe C per fold, from inner CV: {r['probe_c_per_fold']}):", ""]
     lines += [f"- fold {f}: {', '.join(s)}" for f, s in r["folds"].items()]

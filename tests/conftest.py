@@ -137,3 +137,28 @@ def benchmark_script(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def record_budgets(monkeypatch: pytest.MonkeyPatch) -> tuple[list, list[tuple[int, ...]]]:
+    """Every PixelBudget the server app makes, in order, and what each held at every Detector.decode call."""
+    from aivsreal.predict.detector import Detector
+    from aivsreal.serve import app as app_module
+    from aivsreal.serve.limits import PixelBudget
+
+    budgets: list[PixelBudget] = []
+    held: list[tuple[int, ...]] = []
+
+    class Recorded(PixelBudget):
+        def __init__(self, capacity: int):
+            super().__init__(capacity)
+            budgets.append(self)
+
+    real_decode = Detector.decode
+
+    def decode(self, image):
+        held.append(tuple(b.in_use for b in budgets))
+        return real_decode(self, image)
+
+    monkeypatch.setattr(app_module, "PixelBudget", Recorded)
+    monkeypatch.setattr(Detector, "decode", decode)
+    return budgets, held

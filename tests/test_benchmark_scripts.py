@@ -24,6 +24,7 @@ from conftest import benchmark_script, jpeg_bytes, synthetic_image
 from PIL import Image
 
 import aivsreal
+from aivsreal.models.card import experimental_line
 from aivsreal.predict.detector import Detector
 from aivsreal.report.provenance import KEYS, LIBRARIES
 
@@ -195,15 +196,16 @@ def test_bundle_writes_the_model_it_was_given_and_a_card_with_its_figures(traine
 # ---------------------------------------------------------------- bundle_wild.py
 
 
-def fake_wild_set(root: Path) -> tuple[Path, Path]:
-    """12 images of 224x224 from 3 REAL and 3 FAKE sources (what group CV over sources needs) in
-    wild.py's layout, their labels.csv, and a sources table as in the set's SOURCES.md."""
+def fake_wild_set(root: Path) -> tuple[Path, Path, Path]:
+    """16 development images of 224x224 from 4 REAL and 4 FAKE sources (what group k-fold over sources
+    needs) and 4 locked external ones from one source of each class, in wild.py's layout; their
+    labels.csv (with content tags), a sources table as in the set's SOURCES.md, and external.txt."""
     rng = np.random.default_rng(2)
-    lines = ["relpath,cls,source,family,repo,format,width,height,sha1"]
+    lines = ["relpath,cls,source,family,repo,format,width,height,sha1,content"]
     table = ["| source | repository @ commit | licence | REAL | FAKE | notes |", "|---|---|---|---|---|---|"]
     for label, cls in enumerate(("REAL", "FAKE")):
-        for s in range(3):
-            source = f"{cls.lower()}_src{s}"
+        for s in range(5):
+            source = f"{cls.lower()}_src{s}" if s < 4 else f"{cls.lower()}_external"
             table.append(f"| {source} | owner/{source} @ abc{s} | MIT | {2 * (1 - label)} | {2 * label} | x |")
             for i in range(2):
                 relpath = f"{cls}/{source}/{i}.{'jpg' if label == 0 else 'png'}"
@@ -212,10 +214,12 @@ def fake_wild_set(root: Path) -> tuple[Path, Path]:
                 (root / relpath).parent.mkdir(parents=True, exist_ok=True)
                 (root / relpath).write_bytes(data)
                 lines.append(f"{relpath},{cls},{source},{'REAL' if label == 0 else f'gen{s}'},owner/{source},"
-                             f"{'JPEG' if label == 0 else 'PNG'},224,224,{hash(relpath) & 0xFFFFFFFF:x}")
+                             f"{'JPEG' if label == 0 else 'PNG'},224,224,{hash(relpath) & 0xFFFFFFFF:x},"
+                             f"{('animal', 'food')[i]}")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     (root / "SOURCES.md").write_text("\n".join(table) + "\n")
-    return root / "labels.csv", root / "SOURCES.md"
+    (root / "external.txt").write_text("# locked\nreal_external\nfake_external\n")
+    return root / "labels.csv", root / "SOURCES.md", root / "external.txt"
 
 
 def cached_features(wild, rows: list[dict], labels: np.ndarray, dim: int, root: Path) -> dict[str, np.ndarray]:
@@ -233,15 +237,22 @@ def cached_features(wild, rows: list[dict], labels: np.ndarray, dim: int, root: 
     return per_row
 
 
-def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path, monkeypatch, capsys):
+def test_bundle_wild_ships_the_refitted_probe_a_held_out_domain_check_and_scores_the_external_set_once(
+        tmp_path, monkeypatch, capsys):
     """bundle_wild.py reads wild.py's feature cache (here: one made by the test) and wild.json's
-    held-out figures: the folder it writes holds the ImageNet Lite2 backbone, a head equal to the
-    probe refitted here with the C that group CV picks, and a card with the held-out figures."""
+    photoreal figures: the folder it writes holds the ImageNet Lite2 backbone, a head equal to the probe
+    refitted on the 512 px reductions' features with the C that group CV picks, the view it was fitted
+    on, a domain check whose threshold is set on held-out sources, and the locked external set's AUC
+    from the shipped files, scored once; below 0.80 the detector ships experimental."""
+    from aivsreal.models.domain import DomainCheck, held_out_scores
+    from aivsreal.models.file import experimental_reason
+
     wild_py = benchmark_script("wild")
     recipe = wild_py.BUNDLED_RECIPE
     root = tmp_path / "wild"
-    labels_csv, sources_md = fake_wild_set(root)
-    rows = wild_py.read_labels([str(labels_csv)])
+    labels_csv, sources_md, external_txt = fake_wild_set(root)
+    every = wild_py.read_labels([str(labels_csv)])
+    rows = [r for r in every if "external" not in r["source"]]
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     sources = np.array([r["source"] for r in rows])
     imagenet = wild_py.build_model(wild_py.default_config("lite2_probe"), pretrained=True).eval()
@@ -249,22 +260,26 @@ def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path,
     cache = tmp_path / "features.npz"
     np.savez(wild_py.feature_cache(cache, "lite2"), **wild_py._pack(cached_features(wild_py, rows, labels, dim, root)),
              feature_seconds=np.array(1.0), views_version=np.array(wild_py.VIEWS_VERSION))
-    held_out = {"date": "2026-01-01", "command": "python benchmarks/wild.py --wild W", "folds": {"0": ["a"]},
-                "contenders": {
-                    recipe: {"as_is": {"pooled_auc": 0.6543},
-                             "same_codec": {"pooled_auc": 0.7654,
-                                            "within_format": {"JPEG": {"auc": 0.5432, "n_real": 5, "n_fake": 6}},
-                                            "per_family": {"REAL": {}, "gen0": {"n": 9, "auc_vs_other_class": 0.8123,
-                                                                                "fake_recall": 0.25}}}},
-                    "size/format/bytes only": {"as_is": {"pooled_auc": 0.9871}, "same_codec": {"pooled_auc": 0.8761}}}}
+    same = {"pooled_auc": 0.8123, "n_real": 6, "n_fake": 6,
+            "per_content": {"animal": {"n_real": 3, "n_fake": 3, "auc": 0.7111}},
+            "per_family": {"REAL": {"n": 6, "auc_vs_other_class": 0.6}, "gen0": {"n": 2, "auc_vs_other_class": 0.9012,
+                                                                                   "fake_recall": 0.5}}}
+    held_out = {"date": "2026-01-01", "command": "python benchmarks/wild.py --wild W",
+                "photoreal": {"contenders": {recipe: {"same_size": same, "native_512": {"pooled_auc": 0.6012}}},
+                              "content_baseline_auc": 0.6321,
+                              "shortcut_baseline_auc": 0.5012, "content_matched": {recipe: {"same_size": {
+                                  "pooled_auc": 0.7345}}}, "size_matched": {recipe: {"same_size": {
+                                      "pooled_auc": 0.7456}}}}}
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "wild.json").write_text(json.dumps(held_out))
     bundle_wild = benchmark_script("bundle_wild")
     monkeypatch.setattr(bundle_wild, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(bundle_wild, "EXTERNAL_JSON", tmp_path / "results" / "wild_external.json")
     monkeypatch.setattr(bundle_wild, "BUNDLED", tmp_path / "bundled")
     monkeypatch.setattr(bundle_wild, "FP16_SAMPLE", 3)  # 224 px Lite2 passes cost ~0.2 s each here
-    run_main(bundle_wild, monkeypatch, "--wild", str(root), "--labels", str(labels_csv), "--cache", str(cache),
-             "--sources", str(sources_md))
+    args = ("--wild", str(root), "--labels", str(labels_csv), "--cache", str(cache), "--sources", str(sources_md),
+            "--external", str(external_txt))
+    run_main(bundle_wild, monkeypatch, *args)
     printed = printed_json(capsys.readouterr().out)
     out = tmp_path / "bundled" / "wild"
     assert printed["out"] == str(out)
@@ -276,10 +291,10 @@ def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path,
         return t.half().float() if half else t
 
     feats = cached_features(wild_py, rows, labels, dim, root)
-    chain = np.stack([f["chain"] for f in feats.values()])
-    c = wild_py.inner_c(chain, labels, sources)
+    reduced = np.stack([f["same_size"] for f in feats.values()])
+    c = wild_py.inner_c(reduced[:, None], labels, sources)
     assert printed["C"] == c
-    fitted = wild_py.probe(chain, labels, c)
+    fitted = wild_py.probe(reduced[:, None], labels, c)
     scaler, lr = fitted.named_steps["standardscaler"], fitted.named_steps["logisticregression"]
     weight = lr.coef_[0] / scaler.scale_
     bias = float(lr.intercept_[0] - weight @ scaler.mean_)
@@ -288,25 +303,59 @@ def test_bundle_wild_folds_the_refitted_probe_into_the_model_it_writes(tmp_path,
     np.testing.assert_allclose(head.weight.detach().numpy()[0], stored(torch.from_numpy(weight).float()).numpy(),
                                rtol=1e-6, atol=1e-7)
     assert float(head.bias.detach()) == pytest.approx(float(stored(torch.tensor(bias))), abs=1e-6)
-    as_is = np.stack([f["as_is"] for f in feats.values()])
     with torch.no_grad():
-        logits = head(torch.from_numpy(as_is).float()).squeeze(1).numpy()
-    np.testing.assert_allclose(logits, fitted.decision_function(as_is), atol=0.02 if half else 1e-3)
+        logits = head(torch.from_numpy(reduced).float()).squeeze(1).numpy()
+    np.testing.assert_allclose(logits, fitted.decision_function(reduced), atol=0.02 if half else 1e-3)
     assert np.mean((logits > 0) == labels) > 0.8  # the probe learnt the shift: not a constant head
     backbone = {k: v for k, v in imagenet.state_dict().items() if not k.startswith("network.head")}
     got = bundled.network.state_dict()
     assert all(torch.equal(got[k], stored(v) if v.is_floating_point() else v) for k, v in backbone.items())
+    assert bundled.config.options["rescale"] == 512 and bundled.config.options["reencode"] == 90
+    assert bundled.max_views == 4
 
+    # the domain threshold: where 95% of held-out sources' images stay, in the shipped check's units
+    sizes = np.full((len(rows), 2), 224)
+    folds = wild_py.source_folds(list(sources), labels)
+    fit, val = wild_py.stratified_split(labels, 0.1, seed=0)
+    check = DomainCheck.fit(reduced[fit], labels[fit], reduced[val], sizes[fit])
+    check.recalibrate(held_out_scores(reduced, labels, folds, sizes), reduced[val])
+    assert bundled.meta.domain.held_out_quantile == 0.95
+    assert bundled.meta.domain.threshold == pytest.approx(check.threshold, rel=1e-4)
+    assert printed["domain"]["n"] == 16 and 0 <= printed["domain"]["wrong"] <= 16
+
+    # the external set: scored by the shipped files, its AUC on the card and in the experimental flag
+    external = json.loads((tmp_path / "results" / "wild_external.json").read_text())
+    ext_rows = [r for r in every if "external" in r["source"]]
+    preds = bundled.predict([root / r["relpath"] for r in ext_rows])
+    ext_labels = [int(r["cls"] == "FAKE") for r in ext_rows]
+    from sklearn.metrics import roc_auc_score
+    assert external["pooled_auc"] == pytest.approx(roc_auc_score(ext_labels, [p.p_fake for p in preds]), abs=1e-4)
+    assert external["sources"] == ["fake_external", "real_external"] and external["n_real"] == 2
     summary = config["meta"]["summary"]
-    assert summary["held_out"] == {"same_codec_auc": 0.7654, "as_is_auc": 0.6543}
-    assert summary["data"]["train"] == 12 and f"C={c}" in summary["training"]["recipe"]
-    assert bundled.meta.domain.val_flagged == printed["domain_val_flagged"]
+    assert summary["external"]["auc"] == external["pooled_auc"] == printed["external_auc"]
+    assert summary["held_out"] == {"photoreal_same_size_auc": 0.8123}
+    assert summary["data"]["train"] == 16 and f"C={c}" in summary["training"]["recipe"]
+    assert "real_external" not in summary["data"]["sources"]
+    reason = experimental_reason(external["pooled_auc"], 0.8123)
+    assert bundled.experimental == reason
     card = (out / "README.md").read_text()
-    assert "Pooled AUC **0.765** same codec" in card and "0.654 as stored" in card
-    assert "0.876 / 0.987" in card and "| gen0 | 9 | 0.812 | 25% |" in card
+    if reason:
+        assert card.splitlines()[7] == experimental_line(reason)  # under "# `wild`: ..."
+    assert "Photoreal slice, sources held out: AUC 0.812**" in card and "Content-only baseline 0.632" in card
+    assert "matched on stored size 0.746" in card and f"AUC {external['pooled_auc']:.3f}**" in card
+    assert "native 512 px crops instead of the resize score 0.601" in card
+    assert "| animal | 3 | 3 | 0.711 |" in card and "| gen0 | 2 | 0.901 | 50% |" in card
     for s in ("real_src0", "fake_src2"):
         assert f"| {s} | owner/{s} @ abc" in card
-    assert f"on 3 centre crops fp16-rounded weights changed {printed['fp16']['verdicts_changed']} verdicts" in card
+    assert "| real_external |" not in card
+
+    # touched once: a second scoring is refused, unless asked for, and then recorded
+    with pytest.raises(SystemExit) as stop:
+        run_main(bundle_wild, monkeypatch, *args)
+    assert stop.value.code == 2 and "scored once" in capsys.readouterr().err
+    run_main(bundle_wild, monkeypatch, *args, "--rescore-external")
+    again = json.loads((tmp_path / "results" / "wild_external.json").read_text())
+    assert again["rescored_after"]["pooled_auc"] == external["pooled_auc"]
 
 
 # ---------------------------------------------------------------- inference.py
@@ -417,21 +466,36 @@ def test_load_test_counts_every_request_once(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- load_hostile.py
 
 
-def test_load_hostile_counts_every_file_answer(tmp_path, monkeypatch):
+def test_load_hostile_measures_each_case_and_keeps_other_models_rows(tmp_path, monkeypatch):
+    """Three cases on a tiny untrained model: every attack request and every normal one is counted, the
+    slow sockets are cut or refused (never answered 200), and a second model's run keeps the first's rows."""
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
+
     load_hostile = benchmark_script("load_hostile")
     monkeypatch.setattr(load_hostile, "RESULTS", tmp_path / "results")
-    run_main(load_hostile, monkeypatch, "--clients", "2", "--seconds", "1", "--files", "2")
+    monkeypatch.setattr(load_hostile, "TRICKLE_S", 1.0)
+    model = tmp_path / "model.pt"
+    save_model(model, build_model(default_config("fast")))
+    (tmp_path / "results").mkdir()
+    other = {"provenance": {"cpu": "c", "threads": 2}, "command": "python benchmarks/load_hostile.py --model other",
+             "date": "2026-12-01", "settings": {k: 1 for k in ("clients", "seconds", "big_files", "photos", "trickle")},
+             "cases": []}
+    (tmp_path / "results" / "load_hostile.json").write_text(json.dumps({"models": {"other": other}}))
+    run_main(load_hostile, monkeypatch, "--model", str(model), "--cases", "big_bytes,trickle,giants",
+             "--clients", "2", "--seconds", "1", "--big-files", "2", "--trickle", "2")
     result = json.loads((tmp_path / "results" / "load_hostile.json").read_text())
     assert_provenance(result)
-    assert result["clients"] == 2 and result["files_per_request"] == 2 and result["requests"] >= 2
-    assert result["client_errors"] == []
-    statuses = {int(s): n for s, n in result["file_statuses"].items()}
-    assert sum(statuses.values()) == 2 * result["requests"]  # one answer per file sent
-    assert set(statuses) <= {200, 400, 413}
-    assert result["normal_request_after"] == "verdict"
-    assert 0 < result["rss_before_mb"] <= result["peak_rss_mb"]
-    assert result["goal_met"] == (result["peak_rss_mb"] < load_hostile.GOAL_MB)
+    assert result["models"]["other"] == other
+    big, trickle, giants = result["models"][str(model)]["cases"]
+    assert [big["case"], trickle["case"], giants["case"]] == ["big_bytes", "trickle", "giants"]
+    assert big["requests"] == {"200": 2} and big["file_statuses"] == {"200": 4}  # zero-padded JPEGs decode
+    assert big["peak_spool_mb"] > 0  # 9.9 MB files roll over to temporary files, and are seen there
+    assert trickle["slow_clients"] and not any("200" in k for k in trickle["slow_clients"])
+    assert all(r["http_500"] == 0 and r["normal_requests"] > 0 for r in (big, trickle, giants))
+    assert trickle["normal_statuses"].get("200") == trickle["normal_requests"]
+    assert sum(giants["file_statuses"].values()) == 4 * giants["requests"].get("200", 0)
+    assert all(0 < r["rss_before_mb"] <= r["peak_rss_mb"] for r in (big, trickle, giants))
+    assert trickle["goals_met"]["normal_during_slow_clients"] is True
     md = (tmp_path / "results" / "load_hostile.md").read_text()
-    listed = ", ".join(f"{n} x {s}" for s, n in sorted(result["file_statuses"].items()))
-    assert f"| {result['requests']} | {listed} | verdict |" in md
-    assert f"**{result['peak_rss_mb']} MB**" in md
+    assert f"| big_bytes | {big['seconds']} | {big['rss_before_mb']} MB |" in md and "`other`" in md

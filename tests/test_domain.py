@@ -197,3 +197,33 @@ def test_api_answers_carry_the_flag_and_the_model_its_domain(model_and_data):
     assert big_r["in_domain"] is False and "640x480" in big_r["domain_reason"]
     assert own_r["in_domain"] is True and own_r["domain_reason"] is None and own_r["domain_score"] <= 1
     assert info["domain"]["short_side_px"] == [32.0, 32.0] and "## Domain" in info["card"]
+
+
+def test_a_threshold_set_on_held_out_sources_keeps_their_share_and_says_so():
+    """Four sources, each shifted its own way: a check fitted without a source finds it farther than its
+    validation threshold; recalibrated, the shipped threshold keeps the quantile of those held-out
+    scores (in units of the validation threshold), the reason and the stored form say so."""
+    from aivsreal.models.domain import held_out_scores
+
+    rng = np.random.default_rng(4)
+    parts = [gaussian_features(600, seed=10 + s) for s in range(4)]
+    features = np.concatenate([f + rng.normal(0, 1.5, 16) for f, _ in parts])  # each source its own offset
+    labels = np.concatenate([y for _, y in parts])
+    folds = np.repeat(np.arange(4), 600)
+    sizes = np.full((len(labels), 2), 512)
+    scores = held_out_scores(features, labels, folds, sizes)
+    assert np.median(scores) > 1.0  # a never-seen source is beyond an in-sample threshold
+    fit, val = np.arange(0, 2000), np.arange(2000, 2400)
+    check = DomainCheck.fit(features[fit], labels[fit], features[val], sizes[fit])
+    before = check.threshold
+    check.recalibrate(scores, features[val], quantile=0.9)
+    assert check.threshold == pytest.approx(before * np.quantile(scores, 0.9))
+    assert check.val_flagged == pytest.approx(np.mean(check.distance(features[val]) > check.threshold))
+    far, _ = gaussian_features(50, away=True, seed=3)
+    reason = check.assess(far * 100, [None] * 50)[0].reason
+    assert "90% of images from sources held out of training" in reason
+    again = DomainCheck.from_dict(json.loads(json.dumps(check.to_dict())))
+    assert again.held_out_quantile == 0.9 and again.describe_threshold() == check.describe_threshold()
+    assert "validation images" in fitted().describe_threshold()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        DomainCheck.from_dict({**check.to_dict(), "held_out_quantile": 1.5})

@@ -133,7 +133,7 @@ def test_member_selection_follows_validation_and_keeps_the_budget():
 
 
 def test_ensemble_benchmark_refuses_a_results_name_that_is_a_path(monkeypatch, tmp_path, capsys):
-    """--name is a file stem under benchmarks/results: a path would write elsewhere, so it is refused
+    """--name names a row (a heading in cifake_ensembles.md); a path is no such name, so it is refused
     (exit 2, one line saying the rule) before any model is loaded."""
     script = benchmark_script("cifake_ensemble")
     monkeypatch.setattr("sys.argv", ["cifake_ensemble.py", "--runs", str(tmp_path), "--members", "x_seed0",
@@ -141,7 +141,7 @@ def test_ensemble_benchmark_refuses_a_results_name_that_is_a_path(monkeypatch, t
     with pytest.raises(SystemExit) as e:
         script.main()
     assert e.value.code == 2
-    assert "--name '../elsewhere': a file stem" in capsys.readouterr().err
+    assert "--name '../elsewhere': a row name" in capsys.readouterr().err
     assert not (script.RESULTS.parent / "elsewhere.json").exists()
 
 
@@ -181,11 +181,12 @@ def test_seed_ensemble_scores_test_only_and_chooses_nothing(members, tmp_path, m
         with pytest.raises(SystemExit) as e:
             script.main()
         assert e.value.code == 2 and message in capsys.readouterr().err
-    assert not (results / "seeds.json").exists()
+    assert not (results / "cifake_ensembles.json").exists()
 
     monkeypatch.setattr("sys.argv", argv + ["--across-seeds"])
     script.main()
-    result = json.loads((results / "seeds.json").read_text())
+    [result] = json.loads((results / "cifake_ensembles.json").read_text())["rows"]
+    assert result["name"] == "seeds"
     assert result["across_seeds"] and result["val_accuracy"] is None
     assert all(m["val_accuracy"] is None and m["val_log_loss"] is None for m in result["members"].values())
     assert result["max_abs_difference_from_members_mean"] <= 1e-4 and result["train_pflops"] == pytest.approx(0.2)
@@ -194,4 +195,20 @@ def test_seed_ensemble_scores_test_only_and_chooses_nothing(members, tmp_path, m
     images = [p.read_bytes() for p in test]
     mean = (p_fake(a, images) + p_fake(b, images)) / 2
     assert abs(result["test_accuracy"] - ((mean >= 0.5) == labels).mean()) <= 1 / len(test)
-    assert "| `fast_seed1` | – | – |" in (results / "seeds.md").read_text()
+    assert "## seeds" in (text := (results / "cifake_ensembles.md").read_text()) and "| `fast_seed1` | – | – |" in text
+
+
+def test_ensemble_rows_share_one_file_and_a_rerun_replaces_only_its_own(monkeypatch, tmp_path):
+    """Every ensemble is a row of cifake_ensembles.json with its own header; writing a row of a name
+    already there replaces that row and keeps the others; the file's header is the last writer's."""
+    script = benchmark_script("cifake_ensemble")
+    row = json.loads((script.RESULTS / "cifake_ensembles.json").read_text())["rows"][0]  # a committed row
+    monkeypatch.setattr(script, "RESULTS", tmp_path)
+    script.write_row({**row, "name": "a"})
+    script.write_row({**row, "name": "b", "test_accuracy": 0.5})
+    script.write_row({**row, "name": "a", "test_accuracy": 0.25, "provenance": {**row["provenance"], "date": "x"}})
+    written = json.loads((tmp_path / "cifake_ensembles.json").read_text())
+    assert [(r["name"], r["test_accuracy"]) for r in written["rows"]] == [("b", 0.5), ("a", 0.25)]
+    assert written["provenance"]["date"] == "x"
+    text = (tmp_path / "cifake_ensembles.md").read_text()
+    assert text.index("## b") < text.index("## a") and "**0.2500**" in text and "**0.5000**" in text

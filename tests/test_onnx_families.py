@@ -145,7 +145,7 @@ def test_the_documented_onnxruntime_recipe_reproduces_predict(tmp_path):
 def rescale_model(tmp_path) -> Path:
     torch.manual_seed(0)
     config = default_config("fast")
-    config.options = {**config.options, "crop": 32, "rescale": 96}
+    config.options = {**config.options, "crop": 32, "rescale": 96, "reencode": 90, "max_tiles": 4}
     save_model(tmp_path / "rescale.pt", build_model(config))
     return tmp_path / "rescale.pt"
 
@@ -155,6 +155,7 @@ def test_rescale_model_metadata_says_the_scale_and_the_draft(tmp_path):
     views = json.loads(meta["views"])
     assert views["kind"] == "native_tiles" and views["size"] == 32
     assert views["rescale"] == 96 and views["draft"] is True and "never scaled up" in views["rescale_rule"]
+    assert views["reencode"] == 90 and "JPEG q90" in meta["preprocessing"] and views["max_tiles"] == 4
     assert "shorter side 96" in meta["preprocessing"] and "never resized" not in meta["preprocessing"]
 
 

@@ -208,22 +208,28 @@ def jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_the_bundled_wild_detector_reads_native_tiles_and_checks_its_domain(capsys):
+def test_the_bundled_wild_detector_reads_its_512_px_view_and_checks_its_domain(capsys):
+    """The photoreal `wild` reads what it was fitted on: the image's shorter side resized to 512 px,
+    saved as JPEG q90, then 2x2 native 224 px tiles, logits averaged; and it says it is experimental."""
     det = Detector.load("wild", device="cpu")
     assert det.config.name == "lite2_probe" and det.crop == 224 and det.meta.domain.basis is not None
+    assert (det.config.rescale, det.config.reencode, det.max_views) == (512, 90, 4) and det.experimental
     rng = np.random.default_rng(0)
     photo = np.clip(rng.normal(120, 40, (700, 900, 3)), 0, 255).astype(np.uint8)
     views, size = det.decode(jpeg(photo))
-    assert views.shape == (9, 224, 224, 3) and size == (900, 700)
+    assert views.shape == (4, 224, 224, 3) and size == (900, 700)
     [pred] = det.predict([jpeg(photo)])
-    assert pred.label in ("REAL", "FAKE") and pred.in_domain is not None
+    assert pred.label in ("REAL", "FAKE") and pred.in_domain is not None and pred.experimental is True
     data = jpeg(structured_photo(700, 900, rng))
     [exact] = Detector.from_network(det.network, det.meta, "cpu", precision="fp32").predict([data])
-    expected = p_fake_by_hand(det, tiles_by_hand(data, 224, ys=(0, 238, 476), xs=(0, 338, 676)))
+    resized = Image.open(io.BytesIO(data)).convert("RGB").resize((658, 512), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    resized.save(buf, format="JPEG", quality=90)
+    expected = p_fake_by_hand(det, tiles_by_hand(buf.getvalue(), 224, ys=(0, 288), xs=(0, 434)))
     assert exact.p_fake == pytest.approx(expected, abs=1e-5)
     assert det.predict([data])[0].p_fake == pytest.approx(expected, abs=3e-2)  # the default precision
     [tiny] = det.predict([jpeg(photo[:32, :32])])  # far below the training sizes: flagged, with the reason
     assert tiny.in_domain is False and "32x32" in tiny.domain_reason
     assert main(["models", "wild"]) == 0
     card = capsys.readouterr().out
-    assert "non-commercial" in card and "stargan_v2_assets" in card and "held" in card.lower()
+    assert "non-commercial" in card and "stargan_v2_assets" in card and "Locked external set" in card

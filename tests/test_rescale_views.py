@@ -87,6 +87,32 @@ def test_the_rescale_view_is_same_sizes_resize_and_never_an_upscale(tmp_path, mo
     assert np.array_equal(det.decode(encoded(small, "PNG"))[0], tiles(small, CROP))
 
 
+def test_a_reencode_model_reads_the_rescaled_image_saved_as_jpeg_as_same_size_does(tmp_path):
+    """`reencode` Q: the resized image (or the native one, when small) goes through Pillow's JPEG at
+    quality Q, PNG and JPEG inputs alike: the pixels the same-size reduction trains and tests on."""
+    det = crop_model(tmp_path / "m.pt", SIDE, reencode=90)
+    pixels = textured(250, 330)
+    scaled = np.asarray(Image.fromarray(pixels).resize((round(330 * SIDE / 250), SIDE), Image.Resampling.BICUBIC))
+    want = np.asarray(Image.open(io.BytesIO(encoded(scaled, "JPEG", quality=90))).convert("RGB"))
+    views = det.decode(encoded(pixels, "PNG"))[0]
+    assert np.array_equal(views, tiles(want, CROP))
+    assert not np.array_equal(views, crop_model(tmp_path / "plain.pt", SIDE).decode(encoded(pixels, "PNG"))[0])
+    small = textured(70, 90, seed=1)
+    small_want = np.asarray(Image.open(io.BytesIO(encoded(small, "JPEG", quality=90))).convert("RGB"))
+    assert np.array_equal(det.decode(encoded(small, "PNG"))[0], tiles(small_want, CROP))
+
+
+def test_a_model_may_read_fewer_tiles_spread_over_the_image(tmp_path):
+    """`max_tiles` 4: 2x2 tiles at the image's corners-to-corners spread, what a 3x3 model would read less
+    its middle row and column; the default stays 3x3."""
+    pixels = textured(300, 400)
+    four = crop_model(tmp_path / "four.pt", max_tiles=4)
+    views = four.decode(encoded(pixels, "PNG"))[0]
+    assert four.max_views == 4 and np.array_equal(views, tiles(pixels, CROP, 4))
+    nine = crop_model(tmp_path / "nine.pt").decode(encoded(pixels, "PNG"))[0]
+    assert len(nine) == 9 and np.array_equal(nine[[0, 2, 6, 8]], views)
+
+
 @pytest.fixture
 def draft_calls(monkeypatch) -> list[tuple]:
     calls: list[tuple] = []
@@ -128,6 +154,13 @@ def test_draft_decoding_only_when_the_view_is_downscaled(tmp_path, draft_calls):
     {"rescale": 96.0},
     {"rescale": True},
     {"rescale": SIDE, "draft": "yes"},
+    {"rescale": SIDE, "reencode": 0},
+    {"rescale": SIDE, "reencode": 101},
+    {"rescale": SIDE, "reencode": "90"},
+    {"reencode": 90},  # a re-encode without the rescale it follows
+    {"max_tiles": 2},
+    {"max_tiles": 16},
+    {"max_tiles": True},
 ])
 def test_the_model_file_check_refuses_a_bad_rescale(tmp_path, options):
     config = default_config("fast")
@@ -136,7 +169,8 @@ def test_the_model_file_check_refuses_a_bad_rescale(tmp_path, options):
     with pytest.raises(AivsrealError) as e:
         load_model_file(tmp_path / "bad.pt")
     message = str(e.value)
-    assert "\n" not in message and ("rescale" in message or "draft" in message) and "bad.pt" in message
+    assert "\n" not in message and "bad.pt" in message
+    assert any(k in message for k in ("rescale", "draft", "reencode", "max_tiles"))
 
 
 def test_a_rescale_without_a_crop_is_refused(tmp_path):

@@ -17,7 +17,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import serving, synthetic_image
+from conftest import record_budgets, serving, synthetic_image
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -248,31 +248,17 @@ def test_the_real_request_pixel_budget_takes_four_64_megapixel_images_and_no_mor
 
 def test_every_decode_in_the_app_holds_its_pixels_in_the_decode_budget(small_model, giant_png, monkeypatch):
     """The app's budget has one maximum-size image's capacity, and each file decodes while holding its
-    declared pixels (at least 1: undeclared junk too); all is given back after the request."""
-    from aivsreal.predict.detector import Detector
-
-    budgets, held_while_decoding = [], []
-
-    class Recorded(PixelBudget):
-        def __init__(self, capacity):
-            super().__init__(capacity)
-            budgets.append(self)
-
-    real_decode = Detector.decode
-
-    def decode(self, image):
-        held_while_decoding.append(budgets[0].in_use)
-        return real_decode(self, image)
-
-    monkeypatch.setattr(app_module, "PixelBudget", Recorded)
-    monkeypatch.setattr(Detector, "decode", decode)
+    declared pixels (at least 1: undeclared junk too); all is given back after the request. (The app's
+    second budget holds decoded views: test_server_slow_clients.py.)"""
+    budgets, held = record_budgets(monkeypatch)
     files = [("files", ("giant.png", giant_png, "image/png")),
              ("files", ("small.png", png(np.zeros((50, 40, 3), np.uint8)), "image/png")),
              ("files", ("junk.png", b"junk", "image/png"))]
     with TestClient(app_module.create_app(small_model, device="cpu")) as c:
         r = c.post("/api/predict", files=files)
     assert [e["status"] for e in r.json()["results"]] == [200, 200, 400]
-    assert len(budgets) == 1 and budgets[0].capacity == app_module.DECODE_PIXELS == 64_000_000
+    held_while_decoding = [h[0] for h in held]
+    assert len(budgets) == 2 and budgets[0].capacity == app_module.DECODE_PIXELS == 64_000_000
     assert held_while_decoding == [64_000_000, 50 * 40, 1] and budgets[0].in_use == 0
 
 

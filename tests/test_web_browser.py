@@ -61,6 +61,7 @@ def test_a_crafted_model_file_runs_no_script_in_the_page(server):
         assert page.evaluate("window.__xss") is None
         assert MARKUP in page.inner_text("#model-body")  # shown as text, not parsed
         assert page.locator("#model-body img[src='x']").count() == 0
+        assert page.locator(".badge.experimental, .experimental-note").count() == 0  # not marked: no badge
         browser.close()
 
 
@@ -86,4 +87,29 @@ def test_an_image_unlike_the_training_data_gets_the_badge(trained_run, tmp_path)
         assert "Outside what this model was trained on" in badge and "640x480" in badge
         assert page.locator(".verdict.unreliable").count() == 1
         assert "Domain: images of 32 px" in page.inner_text("#model-body")
+        browser.close()
+
+
+def test_an_experimental_detector_wears_the_badge_and_each_verdict_says_so(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import ModelMeta, save_model
+
+    reason = "locked external AUC 0.612 is below 0.80"
+    model = tmp_path / "model.pt"
+    save_model(model, build_model(default_config("fast")), ModelMeta(experimental=reason))
+    image = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
+    with serving(model) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#model-body b", timeout=30_000)
+        assert page.inner_text("#model-body .badge.experimental") == "experimental"
+        assert reason in page.inner_text("#model-body")
+        page.set_input_files("#picker", [str(image)])
+        page.wait_for_selector("#results .experimental-note", timeout=30_000)
+        assert page.locator("#results .experimental-note").count() == 1
+        assert reason in page.inner_text("#results .experimental-note")
         browser.close()

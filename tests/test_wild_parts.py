@@ -303,24 +303,43 @@ def test_feature_part_splits_stages_from_the_head():
     assert np.array_equal(together, feats["as_is"])  # nothing lost, nothing twice
 
 
-def test_a_headline_only_run_keeps_the_second_table_s_other_rows_and_says_whose_they_are(tmp_path):
+def test_a_limited_run_keeps_other_rows_of_tables_with_the_same_images_and_says_whose_they_are(tmp_path):
     wild = benchmark_script("wild")
-    earlier = {"date": "2026-11-27", "command": "python benchmarks/wild.py --old",
+    same = {"images": 10, "folds": {"0": ["a"], "1": ["b"]}}
+    earlier = {"date": "2026-11-27", "command": "python benchmarks/wild.py --old", **same,
                "contenders": {"lite2 probe (codec chain)": {"old": 1}, "lite0 probe (codec chain)": {"old": 2}},
                "probe_c_per_fold": {"lite2 probe (codec chain)": [0.3], "lite0 probe (codec chain)": [0.003]},
-               "trained": {"fast fine-tuned": {"epochs": 6}}}
+               "trained": {"fast fine-tuned": {"epochs": 6}},
+               "photoreal": {**same, "contenders": {"npr": {"old": 3}, "lite2 probe (codec chain)": {"old": 4}},
+                             "content_matched": {"npr": {"old": 5}}, "trained": {"npr": {"epochs": 12}}}}
     (tmp_path / "wild.json").write_text(json.dumps(earlier))
-    result = {"contenders": {"lite2 probe (codec chain)": {"new": 1}},
-              "probe_c_per_fold": {"lite2 probe (codec chain)": [0.001]}, "trained": {}}
+
+    def run(photoreal_images: int) -> dict:
+        return {**same, "contenders": {"lite2 probe (codec chain)": {"new": 1}},
+                "probe_c_per_fold": {"lite2 probe (codec chain)": [0.001]}, "trained": {},
+                "photoreal": {"images": photoreal_images, "folds": same["folds"],
+                              "contenders": {"lite2 probe (codec chain)": {"new": 4}}, "content_matched": {},
+                              "trained": {}}}
+
+    result = run(10)
     wild.keep_earlier(result, tmp_path / "wild.json")
     assert result["contenders"] == {"lite2 probe (codec chain)": {"new": 1}, "lite0 probe (codec chain)": {"old": 2}}
     assert result["probe_c_per_fold"] == {"lite0 probe (codec chain)": [0.003], "lite2 probe (codec chain)": [0.001]}
     assert result["from_earlier_run"] == {"lite0 probe (codec chain)": {"date": "2026-11-27",
                                                                         "command": "python benchmarks/wild.py --old"}}
+    photoreal = result["photoreal"]
+    assert photoreal["contenders"] == {"lite2 probe (codec chain)": {"new": 4}, "npr": {"old": 3}}
+    assert photoreal["content_matched"] == {"npr": {"old": 5}} and photoreal["trained"] == {"npr": {"epochs": 12}}
+    assert list(photoreal["from_earlier_run"]) == ["npr"]
+    grown = run(11)  # the photoreal images changed: none of its earlier rows are comparable
+    wild.keep_earlier(grown, tmp_path / "wild.json")
+    assert grown["photoreal"]["contenders"] == {"lite2 probe (codec chain)": {"new": 4}}
+    assert "from_earlier_run" not in grown["photoreal"] and "lite0 probe (codec chain)" in grown["contenders"]
     (tmp_path / "wild.json").write_text(json.dumps({**result, "date": "2026-12-07", "command": "python second"}))
-    again = {"contenders": {"lite2 probe (codec chain)": {"newer": 1}}, "probe_c_per_fold": {}, "trained": {}}
+    again = run(10)
     wild.keep_earlier(again, tmp_path / "wild.json")
     assert again["from_earlier_run"]["lite0 probe (codec chain)"]["date"] == "2026-11-27"  # not the second run's
+    assert again["photoreal"]["from_earlier_run"]["npr"]["date"] == "2026-11-27"
 
 
 def test_matching_on_the_content_score_leaves_the_content_baseline_at_chance():
@@ -333,8 +352,8 @@ def test_matching_on_the_content_score_leaves_the_content_baseline_at_chance():
     mask = np.ones(1000, bool)
     mask[:50] = False
     assert roc_auc_score(labels[mask], p[mask]) > 0.85
-    keep = wild.content_matched(p, labels, mask)
+    keep = wild.matched(p, labels, mask)
     assert not keep[:50].any() and keep.sum() > 200
     assert labels[keep].sum() * 2 == keep.sum()
     assert abs(roc_auc_score(labels[keep], p[keep]) - 0.5) < 0.06
-    assert np.array_equal(keep, wild.content_matched(p, labels, mask))  # seeded
+    assert np.array_equal(keep, wild.matched(p, labels, mask))  # seeded

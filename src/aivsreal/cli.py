@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="torch backend only")
     p.add_argument("--workers", type=POSITIVE_INT, help="decoding processes (default: all cores)")
     p.add_argument("--resume", action="store_true", help="skip files already in --csv and append to it")
+    r = p.add_argument_group("scale out (pip install 'aivsreal[ray]'; docs/scale_out.md)")
+    r.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="ray: score on a Ray cluster, rows in Parquet shards under --out (default: local)")
+    r.add_argument("--out", help="--engine ray: folder for the shards (a rerun with the same folder skips what is "
+                                 "there)")
+    r.add_argument("--address", help="--engine ray: the cluster to join (auto, ray://HOST:10001; default: a Ray "
+                                     "started on this machine)")
+    r.add_argument("--actors", type=POSITIVE_INT, help="--engine ray: scoring actors, each loads the detector once "
+                                                       "(default 1); --device cuda gives each a GPU")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
@@ -122,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--header-timeout", type=number(float, 0, low_open=True), default=10.0, metavar="S",
                    help="close a connection whose request headers are not complete S seconds after it opened "
                         "or after its last response")
+    s.add_argument("--min-body-rate", type=number(float, 0), default=240.0, metavar="B",
+                   help="answer 408 to a body slower than B bytes/s after its first 5 s (0: no minimum)")
+    s.add_argument("--byte-budget-mb", type=number(float, 0, low_open=True), default=512.0, metavar="MB",
+                   help="request bodies held at once by all requests, memory and spool together (503 past it)")
+    s.add_argument("--max-connections", type=number(int, 1), default=256, metavar="N",
+                   help="open connections; past N a new one replaces the longest wait for headers, else 503")
+    s.add_argument("--max-connections-per-client", type=number(int, 1), default=32, metavar="N",
+                   help="open connections per client address (503 past N)")
 
     sub.add_parser("download", help="download CIFAKE from Kaggle (needs credentials)")
 
@@ -217,13 +234,19 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_predict(args) -> int:
-    from aivsreal.commands.predict import predict_files
-    from aivsreal.predict.detector import Detector
+    from aivsreal.commands.predict import predict_files, predict_on_ray
+    from aivsreal.predict.detector import DetectorSpec
 
-    det = Detector.load(args.model, device=args.device, backend=args.backend, precision=args.precision)
-    if args.threshold is not None:
-        det.threshold = args.threshold
-    return predict_files(det, args.inputs, args.csv, args.json, args.resume, args.batch_size, args.workers,
+    spec = DetectorSpec(args.model, args.device, args.backend, args.precision, args.threshold)
+    if args.engine == "ray":
+        if args.json or args.resume or args.workers:
+            raise AivsrealError("--json, --resume and --workers are for the local engine: --engine ray resumes from "
+                                "--out by itself and writes Parquet (and --csv)")
+        return predict_on_ray(spec, args.inputs, args.out, args.csv, args.address, args.actors or 1,
+                              args.batch_size, args.quiet)
+    if args.out or args.address or args.actors:
+        raise AivsrealError("--out, --address and --actors are for --engine ray")
+    return predict_files(spec.load(), args.inputs, args.csv, args.json, args.resume, args.batch_size, args.workers,
                          args.quiet)
 
 
@@ -238,7 +261,9 @@ def cmd_serve(args) -> int:
     from aivsreal.serve.app import serve
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device,
-          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout)
+          body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
+          byte_budget_mb=args.byte_budget_mb, min_body_rate=args.min_body_rate, max_connections=args.max_connections,
+          max_connections_per_client=args.max_connections_per_client)
     return 0
 
 

@@ -8,8 +8,8 @@ from aivsreal.models.hub import DEFAULT_MODEL, bundled_names, load_model, resolv
 
 def describe_models() -> str:
     """One row per bundled detector: what it was trained on, how well it did, where it can be trusted."""
-    rows = ["| name | model | trained on | test accuracy | test AUC | domain (shorter side) | size |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| name | model | trained on | test accuracy | test AUC | domain (shorter side) | size | status |",
+            "|---|---|---|---|---|---|---|---|"]
     for name in bundled_names():
         source = resolve_model(name)
         network, meta = load_model(source)
@@ -19,9 +19,10 @@ def describe_models() -> str:
         domain = f"{meta.domain.describe_sizes()} px" if meta.domain else "unchecked"
         rows.append(f"| {name}{' (default)' if name == DEFAULT_MODEL else ''} | {network.config.name} | "
                     f"{meta.summary.get('trained_on', data.get('path', '?'))} | {number_cell(test.get('accuracy'))} | "
-                    f"{number_cell(test.get('roc_auc'))} | {domain} | {size / 2**20:.1f} MB |")
+                    f"{number_cell(test.get('roc_auc'))} | {domain} | {size / 2**20:.1f} MB | "
+                    f"{'**experimental**: ' + meta.experimental if meta.experimental else '–'} |")
     if len(rows) == 2:
-        rows.append("| (none installed) | | | | | | |")
+        rows.append("| (none installed) | | | | | | | |")
     return "\n".join(rows) + "\n\n`aivsreal models NAME` prints a detector's model card."
 
 

@@ -6,14 +6,14 @@ import glob
 import json
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.batch import escaped, score_paths, score_to_csv
-from aivsreal.predict.detector import Detector, Prediction
+from aivsreal.predict.detector import Detector, DetectorSpec, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,34 @@ def predict_files(det: Detector, inputs: list[str], csv_path: str | None = None,
     paths = expand_inputs(inputs)
     preds = score_to_csv(det, paths, csv_file, resume, batch_size, workers) if csv_file \
         else score_paths(det, paths, batch_size, workers)
+    return report(preds, json_file, earlier, quiet)
+
+
+def predict_on_ray(spec: DetectorSpec, inputs: list[str], out: str | None, csv_path: str | None = None,
+                   address: str | None = None, actors: int = 1, batch_size: int = 256, quiet: bool = False) -> int:
+    """`predict --engine ray`: Parquet shards in `out` (resumed from its manifest), the same rows and exit code."""
+    from aivsreal.predict.ray_engine import import_ray, score_on_ray
+
+    import_ray()
+    if not out:
+        raise AivsrealError("--engine ray needs --out DIR: the folder for the Parquet shards (a rerun with the same "
+                            "folder skips what is there)")
+    csv_file = writable_file(csv_path, "--csv") if csv_path else None
+    replace(spec, device="cpu").load()  # a bad model is one line here, not a stack of actor failures
+    return report(score_on_ray(spec, expand_inputs(inputs), out, address, actors, batch_size, csv_file), quiet=quiet)
+
+
+def report(preds: Iterable[Prediction], json_file: Path | None = None, earlier: list | None = None,
+           quiet: bool = False) -> int:
+    """Print (unless quiet) and write to JSON each row as it comes; returns the exit code (1 if nothing was
+    readable)."""
     json_out = open(json_file, "w") if json_file else None
     written = total = failed = outside = 0
     if not quiet:
         print("path\tlabel\tp_fake\tdomain")
     try:
         if json_out:
-            for row in earlier:
+            for row in earlier or []:
                 json_out.write(("[\n" if written == 0 else ",\n") + json.dumps(row))
                 written += 1
         for pred in preds:

@@ -70,7 +70,8 @@ def tiles(pixels: np.ndarray, size: int, max_tiles: int = MAX_TILES) -> np.ndarr
 
 
 def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
-                 rescale: int | None = None, draft: bool = True) -> tuple[np.ndarray, tuple[int, int] | None]:
+                 rescale: int | None = None, draft: bool = True,
+                 reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
     """What a model reads from one image, (V, S, S, 3) uint8, and the image's stored (width, height).
 
     A model with `crop` reads up to `max_tiles` native crops of that size covering the image; with
@@ -82,17 +83,18 @@ def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tile
     if crop is None:
         return decode_image(data, image_size)[None], stored_size(data)
     if rescale:
-        pixels, size = decode_rescaled(data, rescale, draft)
+        pixels, size = decode_rescaled(data, rescale, draft, reencode)
         return tiles(pixels, crop, max_tiles), size
     pixels = decode_native(data)
     return tiles(pixels, crop, max_tiles), (pixels.shape[1], pixels.shape[0])
 
 
-def read_views(path: str | Path, image_size: int, crop: int | None = None, *, rescale: int | None = None,
-               draft: bool = True) -> tuple[np.ndarray, tuple[int, int] | None]:
+def read_views(path: str | Path, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
+               rescale: int | None = None, draft: bool = True,
+               reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
     """`decode_views` for a file on disk, with the path in the error message."""
     data = read_limited(path)
     try:
-        return decode_views(data, image_size, crop, rescale=rescale, draft=draft)
+        return decode_views(data, image_size, crop, max_tiles, rescale=rescale, draft=draft, reencode=reencode)
     except BadImageError as e:
         raise BadImageError(f"{path}: {e}") from None

@@ -3,7 +3,7 @@
 Every entry point (training data, `predict`, the API) goes through `decode_image` so that
 an image is resized exactly the same way at training and at inference time.
 
-Limits, the same everywhere (README, "Limits"):
+Limits, the same everywhere (docs/serving.md, "Limits"):
 - formats: JPEG (and MPO, the multi-picture JPEG phones write), PNG, WebP, BMP, GIF, TIFF, and
   nothing else, whatever the file is called: Pillow's other plugins (EPS, which runs
   Ghostscript; DDS, IM, PSD, ...) are never reached;
@@ -73,7 +73,8 @@ def decode_native(data: bytes) -> np.ndarray:
         return np.asarray(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
 
 
-def decode_rescaled(data: bytes, side: int, draft: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_rescaled(data: bytes, side: int, draft: bool = True,
+                    reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """HxWx3 uint8 RGB with its shorter side resized to `side` px (`shorter_side_to`), and the image's
     (width, height) as stored.
 
@@ -82,7 +83,9 @@ def decode_rescaled(data: bytes, side: int, draft: bool = True) -> tuple[np.ndar
     reflect-pad a side that is short. With `draft`, a JPEG whose shorter side is at least 2x `side`
     is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (the smallest that keeps the shorter side
     >= `side`), then resized the same way: a 12 MP photo costs a quarter of its full decode in time and
-    1/16 in memory. The pixel limit is still checked on the declared size, before any decode.
+    1/16 in memory. The pixel limit is still checked on the declared size, before any decode. With
+    `reencode` Q, the result is saved as JPEG at quality Q and decoded again (Pillow's encoder, 4:2:0),
+    every image alike, as the same-size reduction does.
     """
     with _untrusted(data) as im:
         stored = im.size
@@ -91,6 +94,10 @@ def decode_rescaled(data: bytes, side: int, draft: bool = True) -> tuple[np.ndar
         rgb = _to_rgb(ImageOps.exif_transpose(im))
         if min(rgb.size) > side:
             rgb = shorter_side_to(rgb, side)
+        if reencode:
+            buf = io.BytesIO()
+            rgb.save(buf, format="JPEG", quality=reencode)
+            rgb = Image.open(buf).convert("RGB")
         return np.asarray(rgb, dtype=np.uint8), stored
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aivsreal.models.file import ModelMeta
+from aivsreal.models.file import ModelMeta, experimental_notice
 from aivsreal.models.hub import ModelSource
 from aivsreal.models.network import ModelConfig
 
@@ -23,6 +23,8 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
     metrics = s.get("metrics", {})
     lines = ["---", "library_name: aivsreal", "tags: [image-classification, ai-generated-image-detection]",
              "---", "", f"# `{name}`: a `{config.name}` detector", ""]
+    if meta.experimental:
+        lines += [experimental_line(meta.experimental), ""]
     params = model.get("params")
     lines += [f"- Architecture: `{config.name}`" + (f", {params / 1e6:.2f}M parameters" if _is_num(params) else "")
               + f"; input {config.image_size}x{config.image_size} RGB; output P(FAKE).",
@@ -56,7 +58,7 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
         d = meta.domain
         lines += [f"- Images whose shorter side is {d.describe_sizes()} px as stored "
                   f"(up to 2x either way is accepted) and aspect up to {d.aspect[1]:.2f}:1.",
-                  f"- Penultimate features within the distance that 99% of validation images stay within "
+                  f"- Penultimate features within the distance that {d.describe_threshold()} stay within "
                   f"(class-conditional Mahalanobis; {d.val_flagged:.1%} of validation flagged).",
                   "- Every verdict carries `in_domain`, `domain_score` (> 1 is out) and a reason; treat a verdict "
                   "outside the domain as unreliable."]
@@ -69,8 +71,18 @@ def model_card(name: str, config: ModelConfig, meta: ModelMeta, extra: str = "")
 
 
 def card_of(source: ModelSource, config: ModelConfig, meta: ModelMeta) -> str:
-    """The card stored with a detector, or one made from the model's own metadata."""
-    return source.card or model_card(source.name, config, meta)
+    """The card stored with a detector, or one made from the model's own metadata. An experimental
+    detector's card says so under its title even when the stored card was written without it."""
+    card = source.card or model_card(source.name, config, meta)
+    if not meta.experimental or experimental_line(meta.experimental) in card:
+        return card
+    lines = card.split("\n")
+    title = next((i for i, line in enumerate(lines) if line.startswith("# ")), -1)
+    return "\n".join([*lines[: title + 1], "", experimental_line(meta.experimental), *lines[title + 1 :]])
+
+
+def experimental_line(reason: str) -> str:
+    return f"> **Experimental:** {experimental_notice(reason)}."
 
 
 def _is_num(x: Any) -> bool:

@@ -3,7 +3,7 @@
 Why one network rather than a loop over models: predict, evaluate, serve, Grad-CAM, calibration
 and ONNX export then need no ensemble code of their own, and the file scores exactly what was
 measured. On CIFAKE three models of two families, averaged, beat each of them (98.43% test
-against 97.7-98.0%, benchmarks/results/cifake_ensemble.md).
+against 97.7-98.0%, benchmarks/results/cifake_ensembles.md, row cifake_ensemble).
 
 The rule, fixed: P(FAKE) = mean over members of sigmoid(member logit / member temperature), each
 member with its own TTA, as `aivsreal predict` scores that member alone; the ensemble's output is

@@ -32,6 +32,28 @@ def verdict(p_fake: float, threshold: float) -> str:
     return "FAKE" if p_fake >= threshold else "REAL"
 
 
+EXPERIMENTAL_BELOW = 0.80  # locked external AUC a detector for images in the wild must reach (issue 50)
+MAX_REASON_CHARS = 300
+
+
+def experimental_reason(external_auc: float | None, held_out_auc: float | None = None) -> str | None:
+    """The rule for shipping a detector of images in the wild: experimental unless its AUC on the
+    locked external set (sources set aside before any model saw them) is at least EXPERIMENTAL_BELOW.
+    A held-out figure alone does not count: its sources shaped the recipe, and issue 50's wild
+    detector held 0.79 there and 0.45 on sources never used. None: not experimental."""
+    held = f" (held-out {held_out_auc:.3f})" if held_out_auc is not None else ""
+    if external_auc is None:
+        return f"no locked external AUC measured{held}"
+    if external_auc >= EXPERIMENTAL_BELOW:
+        return None
+    return f"locked external AUC {external_auc:.3f} is below {EXPERIMENTAL_BELOW:.2f}{held}"
+
+
+def experimental_notice(reason: str) -> str:
+    """What the CLI, the Python API and the card say after "experimental", in one line."""
+    return f"{reason}; treat its verdicts as one weak signal, never as proof"
+
+
 @dataclass
 class ModelMeta:
     """How to read a model's output, and where it came from; stored beside the weights."""
@@ -44,6 +66,7 @@ class ModelMeta:
     data_fingerprint: str | None = None  # digest of the training data's file list, sizes and labels
     summary: dict[str, Any] = field(default_factory=dict)  # training record and metrics (JSON-like)
     domain: DomainCheck | None = None  # what the training data looked like (None: files before 0.2)
+    experimental: str | None = None  # why its verdicts are not to be relied on, one line (experimental_reason)
     aivsreal_version: str = __version__
 
     def label(self, p_fake: float) -> str:
@@ -67,6 +90,8 @@ class ModelMeta:
         if values.get("temperature", 1.0) <= 0:
             raise AivsrealError(f"{where}: temperature must be positive (got {values['temperature']})")
         values["tta"] = bool(values.get("tta", False))
+        if "experimental" in values:
+            values["experimental"] = _reason(values["experimental"], f"{where}: experimental")
         split = values.get("split") or _legacy_split(values.get("summary"))
         values["split"] = SplitRecipe.from_dict(split) if isinstance(split, dict) else None
         if not isinstance(values.get("summary", {}), dict):
@@ -88,6 +113,15 @@ def _finite(value: Any, what: str) -> float:
     if not math.isfinite(number):
         raise AivsrealError(f"{what} is not finite ({number})")
     return number
+
+
+def _reason(value: Any, what: str) -> str:
+    """One printable line: it is shown beside every verdict, so a crafted file must not break the layout."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON_CHARS \
+            or not value.isprintable():
+        raise AivsrealError(f"{what} must be one line of text (up to {MAX_REASON_CHARS} characters) saying why the "
+                            f"detector is experimental, or null when it is not (got {repr(value)[:60]})")
+    return value.strip()
 
 
 def _legacy_split(summary: Any) -> dict[str, Any] | None:
@@ -187,6 +221,14 @@ def check_rescale(options: dict[str, Any], crop: Any, where: str) -> None:
                             "wrote")
     if not isinstance(options.get("draft", True), bool):
         raise AivsrealError(f"{where}: draft {options['draft']!r} is not true or false; the file is damaged")
+    tiles = options.get("max_tiles")
+    if tiles is not None and (crop in (None, 0) or tiles not in (1, 4, 9) or isinstance(tiles, bool)):
+        raise AivsrealError(f"{where}: max_tiles {tiles!r} is not 1, 4 or 9 (tiles per image, 1x1 to 3x3) on a "
+                            "native-crop model; the file is damaged or not one aivsreal wrote")
+    q = options.get("reencode")
+    if q is not None and (rescale is None or not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100):
+        raise AivsrealError(f"{where}: reencode {q!r} is not a JPEG quality from 1 to 100 on a model with rescale; "
+                            "the file is damaged or not one aivsreal wrote")
 
 
 def check_weights(state: dict[str, Any], where: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aivsreal.data.crops import MAX_TILES
 from aivsreal.device import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,18 +47,34 @@ class ModelConfig:
         return int(rescale) if rescale and self.crop else None
 
     @property
+    def max_tiles(self) -> int:
+        """How many native tiles a crop model reads per image at most (1, 4 or 9: 1x1, 2x2 or 3x3 spread over
+        it); a model fitted on 2x2 tiles of its view reads 2x2, at under half the cost of 3x3."""
+        return int(self.options.get("max_tiles", MAX_TILES)) if self.crop else 1
+
+    @property
+    def reencode(self) -> int | None:
+        """A `rescale` model trained on JPEG re-encodes of its views (the photoreal headline's same-size
+        reduction saves every image as JPEG q90) re-encodes each image at that quality after the resize,
+        PNG renders and camera JPEGs alike, so that it reads what it was fitted on; None: no re-encode."""
+        q = self.options.get("reencode")
+        return int(q) if q and self.rescale else None
+
+    @property
     def draft(self) -> bool:
         """Whether a `rescale` model decodes large JPEGs at a reduced DCT scale before that resize
         (data/images.py `decode_rescaled`); on unless the file says `draft: false`."""
         return bool(self.options.get("draft", True))
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples): how the config is stored in model files and config.json."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """The inverse of `to_dict`, for a config read back from a model file or config.json."""
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 

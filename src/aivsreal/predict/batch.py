@@ -34,7 +34,9 @@ from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 CSV_FIELDS = ["path", "label", "p_fake", "error", "in_domain", "domain_score", "domain_reason"]
 
 
-def _decode(path: str, read: Callable[[str], tuple]) -> DecodedInput:
+def decode_path(path: str, read: Callable[[str], tuple]) -> DecodedInput:
+    """One file as the model reads it (`read`: its detector's `view_reader`); an unreadable one carries
+    its error (every engine decodes here)."""
     try:
         return DecodedInput(path, *read(path))
     except BadImageError as e:
@@ -137,7 +139,7 @@ def score_paths(det: Detector, paths: Iterable[str], batch_size: int = 256,
     """Predictions in input order; decoding runs `workers` processes ahead, one window at a time."""
     workers = workers or os.cpu_count() or 1
     window = max(det.window(batch_size * 4), 2 * workers)  # bounded memory: views, not images
-    decode = partial(_decode, read=det.view_reader)
+    decode = partial(decode_path, read=det.view_reader)
     pool = None
     if workers > 1:
         methods = multiprocessing.get_all_start_methods()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -12,17 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.data.crops import MAX_TILES, decode_views, read_views
+from aivsreal.data.crops import decode_views, read_views
 from aivsreal.data.images import BadImageError
 from aivsreal.device import resolve_device
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.card import model_card
 from aivsreal.models.domain import DomainVerdict
-from aivsreal.models.file import ModelMeta, verdict
+from aivsreal.models.file import ModelMeta, experimental_notice, verdict
 from aivsreal.models.hub import ModelRef, load_model, save_pretrained
 from aivsreal.models.network import logits_and_features
 
+log = logging.getLogger(__name__)
 MAX_PASS_PIXELS = 16 * 224 * 224  # network input pixels per forward pass (Detector.views_per_pass)
 MAX_HELD_VIEW_BYTES = 64 * 2**20  # decoded views waiting to be scored (Detector.window)
 
@@ -51,6 +53,13 @@ class TorchScorer:
 
 @dataclass
 class Prediction:
+    """One verdict: what `Detector.predict`, `aivsreal predict`, the REST API and the web page report per image.
+
+    An unreadable input gets `error` and no label, so one bad file never stops a batch. The domain fields say
+    whether the image is like the model's training images; a verdict on one that is not is unreliable
+    (docs/detectors.md, "Domain check").
+    """
+
     source: str
     label: str | None  # "REAL", "FAKE", or None when the image could not be read
     p_fake: float | None
@@ -58,6 +67,7 @@ class Prediction:
     in_domain: bool | None = None  # None: unreadable, or a model without a domain check (before 0.2)
     domain_score: float | None = None  # > 1: unlike the training images (see models/domain.py)
     domain_reason: str | None = None  # one line when out of domain
+    experimental: bool | None = None  # marked experimental (Detector.experimental says why); None: no verdict
 
 
 def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
@@ -104,6 +114,8 @@ class Detector:
         self.image_size = config.image_size
         self.name = config.name
         self.network = network
+        if meta.experimental:  # once per load: the CLI's stderr line, the server's log, the API user's warning
+            log.warning("this detector is experimental: %s", experimental_notice(meta.experimental))
 
     @classmethod
     def load(cls, path: ModelRef = None, device: str = "auto", backend: str = "torch",
@@ -135,6 +147,10 @@ class Detector:
     @classmethod
     def from_network(cls, network: DetectorNet, meta: ModelMeta, device: str | torch.device = "auto",
                      precision: str = "bf16") -> Detector:
+        """A network already in memory (just trained, or loaded by the caller) with its metadata.
+
+        `precision="bf16"` uses bf16 autocast where the device does it natively; "fp32" is exact.
+        """
         if precision not in ("bf16", "fp32"):
             raise AivsrealError(f"unknown precision {precision!r} (bf16, fp32)")
         dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -142,12 +158,21 @@ class Detector:
         return cls(scorer, network.config, meta, network)
 
     @property
+    def experimental(self) -> str | None:
+        """Why this detector's verdicts are not to be relied on (its metadata says so); None when it is not
+        marked experimental. Every Prediction carries the flag as `experimental`."""
+        return self.meta.experimental
+
+    @property
     def crop(self) -> int | None:
+        """N for a native-crop model, which reads N px tiles at the image's own resolution; None for one that
+        reads the whole image resized."""
         return self.config.crop
 
     @property
     def max_views(self) -> int:
-        return MAX_TILES if self.crop else 1
+        """How many views one image can cost: up to 9 native tiles for a native-crop model, else 1."""
+        return self.config.max_tiles
 
     def window(self, batch_size: int) -> int:
         """How many images to decode before scoring them: `batch_size`, fewer when their views would hold
@@ -163,8 +188,8 @@ class Detector:
     @property
     def view_reader(self) -> Callable[[str | Path], tuple[np.ndarray, tuple[int, int] | None]]:
         """`read_views` with this model's view policy, as a plain function a process pool can carry."""
-        return partial(read_views, image_size=self.image_size, crop=self.crop, rescale=self.config.rescale,
-                       draft=self.config.draft)
+        return partial(read_views, image_size=self.image_size, crop=self.crop, max_tiles=self.config.max_tiles,
+                       rescale=self.config.rescale, draft=self.config.draft, reencode=self.config.reencode)
 
     def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The (V, size, size, 3) views the model reads from one input, and its (width, height) as stored."""
@@ -183,7 +208,10 @@ class Detector:
         return self.decode_bytes(buf.getvalue())[0], image.size
 
     def decode_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int] | None]:
-        return decode_views(data, self.image_size, self.crop, rescale=self.config.rescale, draft=self.config.draft)
+        """`decode` for an encoded file in memory: the one place every option of the model's view
+        (crop, rescale, draft, reencode, max_tiles) reaches the decoder."""
+        return decode_views(data, self.image_size, self.crop, self.config.max_tiles, rescale=self.config.rescale,
+                            draft=self.config.draft, reencode=self.config.reencode)
 
     def score(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(FAKE) per image and the features the domain check reads (None where the backend has none).
@@ -212,6 +240,7 @@ class Detector:
         return max(MAX_PASS_PIXELS // (side * side), 1)
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """P(FAKE) for a (N, size, size, 3) uint8 batch of decoded pixels, as `to_pixels` makes them."""
         return self.score(pixels)[0]
 
     def domain(self, features: np.ndarray | None, sizes: list[tuple[int, int] | None]) -> list[DomainVerdict | None]:
@@ -221,9 +250,14 @@ class Detector:
         return self.meta.domain.assess(features, sizes)
 
     def label(self, p_fake: float) -> str:
+        """"FAKE" or "REAL" by the model's own threshold (calibrated or chosen at training, else 0.5)."""
         return verdict(p_fake, self.threshold)
 
     def predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> list[Prediction]:
+        """One `Prediction` per input, in order: paths, bytes, PIL images or HxWx3 uint8 arrays.
+
+        All verdicts are held in memory; for a large folder, `iter_predict` streams them.
+        """
         return list(self.iter_predict(images, batch_size))
 
     def iter_predict(self, images: Iterable[ImageInput], batch_size: int = 256) -> Iterator[Prediction]:
@@ -271,9 +305,27 @@ class Detector:
         """Scores -> Predictions: the label rule and the domain check, in one place for every front end."""
         out = []
         for source, p, dom in zip(sources, p_fake.tolist(), self.domain(features, sizes), strict=True):
-            pred = Prediction(source, self.label(p), p)
+            pred = Prediction(source, self.label(p), p, experimental=self.experimental is not None)
             if dom is not None:
                 pred.in_domain, pred.domain_reason = dom.in_domain, dom.reason
                 pred.domain_score = round(dom.score, 4) if np.isfinite(dom.score) else None
             out.append(pred)
         return out
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How to load a detector, as the command line says it: what a remote worker is sent instead of the
+    detector itself, so that every engine loads it the same way."""
+
+    model: ModelRef = None
+    device: str = "auto"
+    backend: str = "torch"
+    precision: str = "bf16"
+    threshold: float | None = None  # None: the model's own
+
+    def load(self) -> Detector:
+        det = Detector.load(self.model, device=self.device, backend=self.backend, precision=self.precision)
+        if self.threshold is not None:
+            det.threshold = self.threshold
+        return det

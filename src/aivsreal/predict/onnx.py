@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from aivsreal.data.crops import MAX_TILES
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet, ModelConfig
 from aivsreal.models.file import CLASS_NAMES, ModelMeta, read_config
@@ -51,7 +50,7 @@ def onnx_metadata(network: DetectorNet, meta: ModelMeta) -> dict[str, str]:
             "name": cfg.name, "config": cfg.to_dict(), "threshold": meta.threshold, "tta": meta.tta,
             "temperature": meta.temperature, "class_names": list(CLASS_NAMES),
             "aivsreal_version": meta.aivsreal_version,
-            "domain": meta.domain.to_dict() if meta.domain else None,
+            "domain": meta.domain.to_dict() if meta.domain else None, "experimental": meta.experimental,
         }),
         "preprocessing": preprocessing(cfg),
         "views": json.dumps(views(cfg)),
@@ -70,8 +69,11 @@ def views(cfg: ModelConfig) -> dict[str, object]:
         "rescale_rule": "before tiling, an image whose shorter side is over rescale px is resized (Pillow bicubic) "
                         "to shorter side rescale, longer side round(L*rescale/shorter), never scaled up; with draft, "
                         "a JPEG whose shorter side is >= 2*rescale is first decoded at the DCT scale Pillow's "
-                        "draft('RGB', (rescale, rescale)) picks"}
-    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": MAX_TILES, **rescale,
+                        "draft('RGB', (rescale, rescale)) picks",
+        **({} if cfg.reencode is None else {
+            "reencode": cfg.reencode, "reencode_rule": "after the resize (or none), every image is saved as JPEG at "
+                                                       "quality reencode (Pillow, 4:2:0) and decoded again"})}
+    return {"kind": "native_tiles", "size": cfg.crop, "max_tiles": cfg.max_tiles, **rescale,
             "grid": "per axis ceil(L/size) tiles capped at floor(sqrt(max_tiles)), origins round(i*(L-size)/(n-1)); "
             "a side under size is reflect-padded", "aggregate": "sigmoid(mean of logit(p_fake)) over the image's tiles"}
 
@@ -86,12 +88,13 @@ def preprocessing(cfg: ModelConfig) -> str:
         draft = " (a JPEG whose shorter side is at least twice that decoded at a reduced DCT scale first)" \
             if cfg.draft else ""
         decode = (f"{decode}, an image whose shorter side is over {cfg.rescale} px resized (bicubic, antialiased) "
-                  f"to shorter side {cfg.rescale}{draft}, a smaller one kept as it is, never scaled up;")
+                  f"to shorter side {cfg.rescale}{draft}, a smaller one kept as it is, never scaled up;"
+                  + (f" then saved as JPEG q{cfg.reencode} and decoded again;" if cfg.reencode else ""))
     else:
         decode = f"{decode} at native resolution, never resized;"
-    return (f"{decode} cut up to {MAX_TILES} {n}x{n} tiles spread evenly over "
-            f"the image (per axis ceil(side/{n}) tiles, at most {int(MAX_TILES ** 0.5)}, the first at 0 and the last "
-            f"at side-{n}; a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
+    return (f"{decode} cut up to {cfg.max_tiles} {n}x{n} tiles spread evenly over the image (per axis "
+            f"ceil(side/{n}) tiles, at most {int(cfg.max_tiles ** 0.5)}, the first at 0 and the last at side-{n}; "
+            f"a side under {n} px is reflect-padded); {tail}; run every tile, then the image's "
             "P(FAKE) = sigmoid(mean over its tiles of log(p/(1-p)))")
 
 

@@ -5,10 +5,12 @@ on its own: a corrupt or oversized file gets an error entry while the others get
 With `?explain=1` each verdict also carries `gradcam_png`: the image under its Grad-CAM heat
 map for the predicted class, as a base64 PNG.
 Every verdict carries the domain check: `in_domain`, `domain_score` (> 1: unlike the training
-images) and `domain_reason`. The response status is 200 when at least one file was scored, else
+images) and `domain_reason`, and `experimental` (true when the model's metadata marks it so; /api/model
+says why in `experimental_reason`). The response status is 200 when at least one file was scored, else
 the files' own status (400 unreadable, 413 too large).
-Overload is an answer: when the inference queue is full or a wait passes its limit the request gets
-503 with Retry-After; any unexpected error in any route is a JSON 500 of one line (the traceback is logged).
+Overload is an answer: when the inference queue is full, a wait passes its limit, or the request
+bodies in the server hold the whole byte budget, the request gets 503 with Retry-After; any unexpected
+error in any route is a JSON 500 of one line (the traceback is logged).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 import numpy as np
@@ -33,24 +35,40 @@ from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.models.card import card_of
 from aivsreal.models.hub import ModelSource, resolve_model
 from aivsreal.predict.detector import Detector, combine_views
-from aivsreal.serve.batcher import BatchingPredictor, Overloaded
+from aivsreal.serve.batcher import BatchingPredictor, Overloaded, views_per_pass
 from aivsreal.serve.limits import (
     BodyLimit,
+    ByteBudget,
     JsonErrors,
     PixelBudget,
+    connection_guard,
     error_body,
     give_freed_images_back,
-    header_deadline,
 )
 
 DEFAULT_MAX_MB = 10.0
 MAX_FILES = 64
 BODY_STALL_S = 30.0  # a client silent this long mid-body gets 408
+MIN_BODY_RATE = 240.0  # bytes/s over the body so far, once BODY_GRACE_S have passed (Kestrel's default); else 408
+BODY_GRACE_S = 5.0
 HEADER_DEADLINE_S = 10.0  # a connection without complete request headers this long is closed
+MAX_CONNECTIONS = 256  # open at once; past it a new one replaces the longest wait for headers, else 503
+MAX_CONNECTIONS_PER_CLIENT = 32  # per client address; past it 503
+# Request bodies, memory and spool together, across all requests: a byte that does not fit waits up to
+# BUDGET_WAIT_S, then 503. The last BUDGET_RESERVE bytes (at most 1/8) serve only requests of at most SMALL_REQUEST.
+BYTE_BUDGET_MB = 512.0
+BUDGET_RESERVE = 32 * 2**20
+SMALL_REQUEST = 2**20
+BUDGET_WAIT_S = 10.0
 # Decode memory: all requests together decode at most one maximum-size image's pixels at a time
 # (about 256 MB in Pillow), and one request asks for at most four such images' worth.
 DECODE_PIXELS = MAX_PIXELS
 REQUEST_PIXELS = 4 * MAX_PIXELS
+# Decoded views held by requests, from before their decode until they are scored: 32 MP (96 MB of uint8).
+# A request holds its worst case, files x views per file (a tiled model's 9) x the input size squared: one
+# 64-photo request to the 224 px `wild` detector (87 MB) at a time, dozens to a 32 px model. Past a wait of
+# INFER_TIMEOUT_S, 503. Before: 8 such requests decoded side by side, and the server peaked at 1.7 GB.
+VIEW_PIXELS = 32_000_000
 # Inference backlog: images accepted and not yet scored, across all requests, and how long one request
 # may wait for its scores. Past either the request gets 503 + Retry-After, never a 500.
 MAX_QUEUED_IMAGES = 512
@@ -80,23 +98,33 @@ def model_info(det: Detector, source: ModelSource) -> dict[str, Any]:
         "domain": None if domain is None else {
             "short_side_px": list(domain.short_side), "max_aspect": domain.aspect[1],
             "feature_threshold": domain.threshold, "val_flagged": domain.val_flagged},
+        "experimental": det.experimental is not None,
+        "experimental_reason": det.experimental,  # one line, or None
         "card": card_of(source, det.config, det.meta),
     }
 
 
 def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFAULT_MAX_MB, device: str = "auto",
                body_timeout_s: float = BODY_STALL_S, precision: str = "bf16",
-               max_queued_images: int = MAX_QUEUED_IMAGES, infer_timeout_s: float = INFER_TIMEOUT_S) -> FastAPI:
+               max_queued_images: int = MAX_QUEUED_IMAGES, infer_timeout_s: float = INFER_TIMEOUT_S,
+               byte_budget_mb: float = BYTE_BUDGET_MB, min_body_rate: float = MIN_BODY_RATE,
+               body_grace_s: float = BODY_GRACE_S, budget_wait_s: float = BUDGET_WAIT_S) -> FastAPI:
     """`model_path`: any model reference (file, folder, bundled name, Hub id); None: the default detector.
     `precision="fp32"` answers exactly what `predict --precision fp32` does (bf16 is faster on CPUs with it).
-    `max_queued_images`, `infer_timeout_s`: the inference queue's bound and a request's longest wait (503 past them)."""
+    `max_queued_images`, `infer_timeout_s`: the inference queue's bound and a request's longest wait (503 past them).
+    `byte_budget_mb`: request bodies held at once, all requests, memory and spool (503 past it; a request is at
+    most this less the 32 MB kept for small ones; a byte that does not fit waits up to `budget_wait_s`).
+    `min_body_rate` bytes/s after `body_grace_s` (408 below it)."""
     source = resolve_model(model_path)
     detector = Detector.load(source, device=device, precision=precision)
-    predictor = BatchingPredictor(detector, max_queued=max_queued_images, timeout=infer_timeout_s)
+    predictor = BatchingPredictor(detector, max_batch=views_per_pass(detector.config.input_size),
+                                  max_queued=max_queued_images, timeout=infer_timeout_s)
     info = model_info(detector, source)
     explainer = Explainer(detector)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     decode_budget = PixelBudget(DECODE_PIXELS)
+    view_budget = PixelBudget(VIEW_PIXELS)
+    view_pixels = detector.max_views * detector.config.input_size ** 2  # the most one file decodes to
     give_freed_images_back()
 
     @asynccontextmanager
@@ -107,40 +135,72 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
     app = FastAPI(title="aivsreal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Is this image AI-generated? Upload images, get P(fake) and a verdict.")
     app.state.predictor = predictor
+    capacity = int(byte_budget_mb * 2**20)
+    budget = ByteBudget(capacity, reserve=min(BUDGET_RESERVE, capacity // 8), small=SMALL_REQUEST)
+    app.state.byte_budget = budget
 
     @app.exception_handler(Overloaded)
     async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
         logging.getLogger("aivsreal.serve").warning("503: %s", exc)
         return JSONResponse(error_body(str(exc)), status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
-    max_request = max_bytes * MAX_FILES + 1024 * 1024  # multipart overhead
-    app.add_middleware(BodyLimit, max_bytes=max_request, stall_s=body_timeout_s)
+    # 64 files and their multipart overhead, and no more than the budget lets one big request hold
+    max_request = min(max_bytes * MAX_FILES + 1024 * 1024, budget.limit(budget.capacity))
+    app.add_middleware(BodyLimit, max_bytes=max_request, stall_s=body_timeout_s, budget=budget,
+                       budget_wait_s=budget_wait_s, min_rate=min_body_rate, grace_s=body_grace_s)
     app.add_middleware(JsonErrors)  # outermost of ours: catches what BodyLimit and every route let through
 
-    def score(blobs: list[tuple[str | None, bytes]], explain: bool = False) -> list[dict[str, Any]]:
-        """One entry per file, in order: a verdict, or a status and an error for that file alone."""
+    def take_out(spooled: BinaryIO) -> bytes:
+        """A file's bytes, moved out of its spool: the spool is emptied (a temporary file's disk freed), so
+        the request's bytes sit in memory or on disk, never both, and the byte budget covers them."""
+        spooled.seek(0)
+        data = spooled.read(max_bytes + 1)
+        spooled.seek(0)
+        spooled.truncate()
+        return data
+
+    def decode_one(entry: dict[str, Any], spooled: BinaryIO, request_pixels: int) -> tuple[Any, int]:
+        """(views and stored size, or None with `entry` given its error; the request's pixels so far)."""
+        data = take_out(spooled)
+        size = declared_pixels(data)
+        request_pixels += size
+        if len(data) > max_bytes:
+            entry.update(status=413, error=f"file is over the {max_upload_mb:g} MB limit")
+        elif request_pixels > REQUEST_PIXELS:
+            entry.update(status=413, error=f"over the {REQUEST_PIXELS:,}-pixel limit per request: "
+                                          "send this file in another request")
+        else:
+            try:
+                with decode_budget.hold(size):
+                    decoded = detector.decode(data)
+                entry["status"] = 200
+                return decoded, request_pixels
+            except BadImageError as e:
+                entry.update(status=400, error=str(e))
+        return None, request_pixels
+
+    def score(uploads: list[tuple[str | None, BinaryIO]], explain: bool = False) -> list[dict[str, Any]]:
+        """One entry per file, in order: a verdict, or a status and an error for that file alone.
+
+        A request the queue would refuse is refused before it decodes; else it waits for room for its
+        decoded views (`Overloaded` past the queue's time limit), and holds it until it is scored."""
+        predictor.check(len(uploads))
+        with view_budget.hold(len(uploads) * view_pixels, timeout=infer_timeout_s):
+            return decode_and_score(uploads, explain)
+
+    def decode_and_score(uploads: list[tuple[str | None, BinaryIO]], explain: bool) -> list[dict[str, Any]]:
+        """Files are read out of their spool one at a time: only one file's bytes are ever in memory
+        beside the spool."""
         entries: list[dict[str, Any]] = []
         pixels, sizes, slots = [], [], []
         request_pixels = 0
-        for filename, data in blobs:
+        for filename, spooled in uploads:
             entry: dict[str, Any] = {"filename": filename}
-            size = declared_pixels(data)
-            request_pixels += size
-            if len(data) > max_bytes:
-                entry.update(status=413, error=f"file is over the {max_upload_mb:g} MB limit")
-            elif request_pixels > REQUEST_PIXELS:
-                entry.update(status=413, error=f"over the {REQUEST_PIXELS:,}-pixel limit per request: "
-                                              "send this file in another request")
-            else:
-                try:
-                    with decode_budget.hold(size):
-                        px, stored = detector.decode(data)
-                    pixels.append(px)
-                    sizes.append(stored)
-                    slots.append(len(entries))
-                    entry["status"] = 200
-                except BadImageError as e:
-                    entry.update(status=400, error=str(e))
+            decoded, request_pixels = decode_one(entry, spooled, request_pixels)
+            if decoded is not None:
+                pixels.append(decoded[0])
+                sizes.append(decoded[1])
+                slots.append(len(entries))
             entries.append(entry)
         if pixels:
             scores = predictor.predict(np.concatenate(pixels), images=len(pixels))  # Overloaded: 503
@@ -148,10 +208,12 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
-                                     domain_score=pred.domain_score, domain_reason=pred.domain_reason)
+                                     domain_score=pred.domain_score, domain_reason=pred.domain_reason,
+                                     experimental=pred.experimental)
             if explain:  # the heat map of each image's first view (a native-crop model's first tile)
-                batch = np.stack([v[0] for v in pixels])
-                for slot, px, cam in zip(slots, batch, explainer.explain(batch, p_fake=probs), strict=True):
+                batch = np.stack([v[0] for v in pixels])  # on the model's thread, in the queue's bound
+                cams = predictor.call(lambda: explainer.explain(batch, p_fake=probs), images=len(batch))
+                for slot, px, cam in zip(slots, batch, cams, strict=True):
                     entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
         return entries
 
@@ -171,9 +233,8 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
         if len(files) > MAX_FILES:
             raise HTTPException(413, f"at most {MAX_FILES} files per request")
         started = time.perf_counter()
-        blobs = [(upload.filename, await upload.read(max_bytes + 1)) for upload in files]
-        # Decoding and scoring block; keep them off the event loop.
-        entries = await anyio.to_thread.run_sync(score, blobs, explain)
+        # Reading, decoding and scoring block; keep them off the event loop.
+        entries = await anyio.to_thread.run_sync(score, [(upload.filename, upload.file) for upload in files], explain)
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = 200 if any(e["status"] == 200 for e in entries) else max(e["status"] for e in entries)
         body = {"results": entries, "model": detector.name, "version": __version__,
@@ -207,9 +268,15 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
 
 def serve(model_path: str | None, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = DEFAULT_MAX_MB,
           device: str = "auto", body_timeout_s: float = BODY_STALL_S,
-          header_timeout_s: float = HEADER_DEADLINE_S) -> None:
+          header_timeout_s: float = HEADER_DEADLINE_S, byte_budget_mb: float = BYTE_BUDGET_MB,
+          min_body_rate: float = MIN_BODY_RATE, max_connections: int = MAX_CONNECTIONS,
+          max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT) -> None:
+    """uvicorn's `limit_concurrency` is off: it counted idle and slow sockets with real requests (64 slow
+    clients made every request a 503); `connection_guard` caps connections per address and in all, and
+    requests in flight are bounded by them, the byte budget and the inference queue."""
     import uvicorn
 
-    uvicorn.run(create_app(model_path, max_upload_mb, device, body_timeout_s), host=host, port=port,
-                log_level="info", timeout_keep_alive=5, limit_concurrency=64,
-                http=header_deadline(header_timeout_s))
+    app = create_app(model_path, max_upload_mb, device, body_timeout_s, byte_budget_mb=byte_budget_mb,
+                     min_body_rate=min_body_rate)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5, limit_concurrency=None,
+                http=connection_guard(header_timeout_s, max_connections, max_connections_per_client))

@@ -1,10 +1,15 @@
-"""Request limits enforced on what arrives, whatever the headers claim: bytes, time, pixels.
+"""Request limits enforced on what arrives, whatever the headers claim: bytes, time, pixels, connections.
 
 A Content-Length check alone lets a chunked body (no Content-Length) stream without bound, and
-Starlette spools a whole multipart body to disk before an endpoint runs. `BodyLimit` counts the
-body in the ASGI receive path: past `max_bytes` it stops reading and answers 413; a client that
-sends nothing for `stall_s` mid-body (slowloris) gets 408. Only these two answers are swapped in;
-everything else passes through untouched. `JsonErrors` turns any error that escapes a route into a JSON 500.
+Starlette spools a whole multipart body (to memory, then past 1 MB per file to a temporary file)
+before an endpoint runs. `BodyLimit` counts the body in the ASGI receive path: past `max_bytes` it
+stops reading and answers 413; every byte read is held in one `ByteBudget` shared by all requests
+(memory and spool together) until the request ends, and a byte that does not fit waits briefly, then
+the request gets 503; a client that sends nothing for `stall_s` mid-body, or sends slower than
+`min_rate` once its grace period is over (one byte every 10 s resets any stall timer), gets 408.
+Only these answers are swapped in; everything else passes through untouched. `JsonErrors` turns any
+error that escapes a route into a JSON 500. `connection_guard` is the HTTP protocol's part: a header
+deadline and connection caps, which no ASGI middleware can see.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,9 +33,79 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 Message = dict[str, Any]
 
 
+class Overloaded(Exception):
+    """The inference queue cannot take this request now; `retry_after_s` is a guess at when it can."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+
+class ByteBudget:
+    """Request bodies in the server hold at most `capacity` bytes between them, counted as they stream.
+
+    A body's bytes live in memory or in Starlette's spool file until the request ends, so the count
+    covers both. The last `reserve` bytes are kept for small requests (a request holding at most
+    `small` bytes): under a flood of big uploads a single photo still gets in. Waiting is polled: the
+    budget is shared by requests on one event loop, and a poll needs no loop-bound primitive.
+    """
+
+    POLL_S = 0.02
+
+    def __init__(self, capacity: int, reserve: int = 0, small: int = 0):
+        self.capacity, self.reserve, self.small = capacity, min(reserve, capacity), small
+        self.in_use = self.peak = 0
+
+    def limit(self, holding: int) -> int:
+        """What all requests together may hold once this request holds `holding` bytes."""
+        return self.capacity if holding <= self.small else self.capacity - self.reserve
+
+    def fits(self, more: int, holding: int) -> bool:
+        return self.in_use + more <= self.limit(holding + more)
+
+    async def wait_until_fits(self, more: int, holding: int, wait_s: float) -> bool:
+        """True once `more` bytes would fit beside `holding` (nothing is taken); False after `wait_s`."""
+        deadline = time.monotonic() + wait_s
+        while not self.fits(more, holding):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.POLL_S)
+        return True
+
+    async def take(self, more: int, holding: int, wait_s: float) -> bool:
+        if not await self.wait_until_fits(more, holding, wait_s):
+            return False
+        self.in_use += more  # no await between the check and this: one event loop, no race
+        self.peak = max(self.peak, self.in_use)
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.in_use -= n
+
+
 class BodyLimit:
-    def __init__(self, app: Callable, max_bytes: int, stall_s: float = 30.0, paths: tuple[str, ...] = ("/api/",)):
+    """One request's body: its size cap (413), its pace (408) and its share of the byte budget (503)."""
+
+    def __init__(self, app: Callable, max_bytes: int, stall_s: float = 30.0, paths: tuple[str, ...] = ("/api/",),
+                 budget: ByteBudget | None = None, budget_wait_s: float = 10.0, min_rate: float = 0.0,
+                 grace_s: float = 5.0):
         self.app, self.max_bytes, self.stall_s, self.paths = app, max_bytes, stall_s, paths
+        self.budget, self.budget_wait_s = budget, budget_wait_s
+        self.min_rate, self.grace_s = min_rate, grace_s
+
+    def busy(self) -> tuple[int, str, dict[str, str]]:
+        """503: no room in the byte budget. Like 413 it keeps the connection: uvicorn then reads and discards
+        the rest of the body (for at most the header deadline, `connection_guard`), so a client that sends
+        its whole body before reading sees the answer; a close with unread data is a reset that loses it."""
+        return (503, f"the server holds its {self.budget.capacity / 2**20:g} MB of request bodies (memory and "
+                     "spool): retry later", {"Retry-After": str(math.ceil(self.budget_wait_s))})
+
+    def patience(self, received: int, waited: float) -> float:
+        """Seconds the client may still take to send its next bytes: the stall limit, and the minimum rate
+        over the time spent waiting on it so far (`grace_s` at the start), whichever ends first."""
+        if not self.min_rate:
+            return self.stall_s
+        return min(self.stall_s, max(self.grace_s, received / self.min_rate) - waited)
 
     async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -36,23 +114,42 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            return await _answer(send, 413, f"request is over {self.max_bytes // 2**20} MB")
-        received, refusal = 0, None
+            return await _answer(send, 413, f"request is over {self.max_bytes / 2**20:g} MB", close=False)
+        budget = self.budget
+        if (budget and length.isdigit()
+                and not await budget.wait_until_fits(int(length), 0, self.budget_wait_s)):
+            return await _answer(send, *self.busy(), close=False)  # refused before a byte of the body is read
+        received, waited, held = 0, 0.0, 0
+        refusal: tuple[int, str, dict[str, str]] | None = None
 
         async def limited_receive() -> Message:
-            nonlocal received, refusal
+            nonlocal received, waited, held, refusal
             if refusal:
                 return {"type": "http.disconnect"}
+            patience = self.patience(received, waited)
+            started = time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), self.stall_s)
+                if patience <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), patience)
             except TimeoutError:
-                refusal = (408, f"the request body stalled for {self.stall_s:g} s")
+                waited += time.monotonic() - started
+                refusal = (408, f"the request body came slower than {self.min_rate:g} bytes/s" if
+                           self.min_rate and received < self.min_rate * waited else
+                           f"the request body stalled for {self.stall_s:g} s", {})
                 return {"type": "http.disconnect"}
+            waited += time.monotonic() - started
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                n = len(message.get("body", b""))
+                received += n
                 if received > self.max_bytes:
-                    refusal = (413, f"request is over {self.max_bytes // 2**20} MB")
+                    refusal = (413, f"request is over {self.max_bytes / 2**20:g} MB", {})
                     return {"type": "http.disconnect"}
+                if budget and n:
+                    if not await budget.take(n, held, self.budget_wait_s):
+                        refusal = self.busy()
+                        return {"type": "http.disconnect"}
+                    held += n
             return message
 
         answered = False
@@ -62,7 +159,7 @@ class BodyLimit:
             if refusal:  # the app saw a disconnect: replace whatever it says with the real reason
                 if not answered:
                     answered = True
-                    await _answer(send, *refusal)
+                    await _answer(send, *refusal, close=refusal[0] == 408)
                 return
             await send(message)
 
@@ -71,8 +168,11 @@ class BodyLimit:
         except Exception:
             if not refusal:
                 raise
+        finally:
+            if budget:
+                budget.give_back(held)  # the app has returned: its spooled files are closed
         if refusal and not answered:
-            await _answer(send, *refusal)
+            await _answer(send, *refusal, close=refusal[0] == 408)
 
 
 def error_body(message: str) -> dict[str, str]:
@@ -117,15 +217,23 @@ class JsonErrors:
             await send({"type": "http.response.body", "body": body})
 
 
-async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str,
+                  extra: dict[str, str] | None = None, close: bool = True) -> None:
+    body = json.dumps(error_body(detail)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            *([(b"connection", b"close")] if close else []),
+                            *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items())]})
     await send({"type": "http.response.body", "body": body})
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, looked up once (find_library runs a subprocess)."""
+    return ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 def give_freed_images_back() -> bool:
@@ -137,7 +245,20 @@ def give_freed_images_back() -> bool:
     Elsewhere than glibc this does nothing.
     """
     try:
-        return bool(ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_MMAP_THRESHOLD, 4 * 2**20))
+        return bool(libc().mallopt(M_MMAP_THRESHOLD, 4 * 2**20))
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def trim_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim; True if some were).
+
+    Torch's and Pillow's many mid-sized blocks sit in per-thread arenas that glibc keeps after they
+    are freed: the `wild` server still held 2.0 GB after a burst of photos. Called when the inference
+    queue runs dry; it takes milliseconds. Elsewhere than glibc this does nothing.
+    """
+    try:
+        return bool(libc().malloc_trim(0))
     except (OSError, AttributeError, TypeError):
         return False
 
@@ -157,10 +278,13 @@ class PixelBudget:
         self._free = threading.Condition()
 
     @contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
+    def hold(self, pixels: int, timeout: float | None = None) -> Iterator[None]:
+        """Wait for `pixels` (at most `timeout` s: past it `Overloaded`), hold them for the `with` block."""
         want = min(max(pixels, 1), self.capacity)
         with self._free:
-            self._free.wait_for(lambda: self.in_use + want <= self.capacity)
+            if not self._free.wait_for(lambda: self.in_use + want <= self.capacity, timeout):
+                raise Overloaded(f"the server holds its {self.capacity:,} pixels of decoded images: retry later",
+                                 timeout or 1)
             self.in_use += want
         try:
             yield
@@ -170,26 +294,91 @@ class PixelBudget:
                 self._free.notify_all()
 
 
-def header_deadline(seconds: float) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not complete in time.
+def refusal(reason: str, retry_after_s: int = 5) -> Callable:
+    """An ASGI app that answers every request 503 + Retry-After with the JSON body, and closes."""
 
-    uvicorn times out idle keep-alive connections but not a client that opened a connection, or
-    began a request, and then trickles or stops sending its headers (slowloris): each such socket
-    would hold one of the server's connection slots for ever. The deadline runs from the
-    connection's start and from the end of each response until the next request's headers are in.
+    async def app(scope: Message, receive: Callable, send: Callable[[Message], Awaitable[None]]) -> None:
+        await _answer(send, 503, reason, {"Retry-After": str(retry_after_s)})
+
+    return app
+
+
+def connection_guard(header_s: float, max_connections: int, per_client: int) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a header deadline and connection caps (slowloris).
+
+    uvicorn times out idle keep-alive connections but not a client that opened a connection, or began
+    a request, and then trickles or stops sending its headers; and its `limit_concurrency` counts such
+    sockets with the rest, so 64 of them made every real request a 503. Here a connection whose request
+    line and headers are not complete `header_s` after it opened (or after its last response) is closed;
+    one client address holds at most `per_client` connections; and when `max_connections` are open, a
+    new one takes the place of the connection that has waited longest for its headers (a request in
+    progress is never cut for this). A connection over either cap is not counted: it is answered 503 (JSON,
+    Retry-After) once its headers are in, and closed; it too must send them in time. Slow bodies are
+    `BodyLimit`'s part.
     """
+    clients: dict[str, int] = {}  # open connections per client address, all connections of this server
+    waiting: dict[H11Protocol, float] = {}  # connections without complete headers -> since when
+    opened: set[H11Protocol] = set()
 
-    class HeaderDeadline(H11Protocol):
+    class ConnectionGuard(H11Protocol):
         responses = 0
+        address: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.loop.call_later(seconds, self._headers_late, self.responses)
+            address = (transport.get_extra_info("peername") or ("?",))[0]
+            if clients.get(address, 0) >= per_client:
+                return self.refuse(f"this client address has {per_client} connections open, the most allowed")
+            if len(opened) >= max_connections:
+                if not waiting:
+                    return self.refuse(f"the server has {max_connections} connections open, all busy")
+                oldest = min(waiting, key=waiting.__getitem__)
+                oldest.transport.close()
+                oldest.forget()  # now, not when the loop gets to connection_lost
+            self.address = address
+            clients[address] = clients.get(address, 0) + 1
+            opened.add(self)
+            self.await_headers()
+
+        def refuse(self, reason: str) -> None:
+            self.app = refusal(reason)
+            self.loop.call_later(header_s, self._headers_late, self.responses)
+
+        def forget(self) -> None:
+            waiting.pop(self, None)
+            if self in opened:
+                opened.discard(self)
+                clients[self.address] -= 1
+                if not clients[self.address]:
+                    del clients[self.address]
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.forget()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # a whole request line and headers are in
+                waiting.pop(self, None)
 
         def on_response_complete(self) -> None:
             self.responses += 1
             super().on_response_complete()
-            self.loop.call_later(seconds, self._headers_late, self.responses)
+            if self not in opened or self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.IDLE:
+                self.await_headers()
+            elif self.conn.their_state is h11.SEND_BODY:  # refused mid-body: uvicorn discards the rest
+                self.loop.call_later(header_s, self._drain_late, self.cycle)
+
+        def _drain_late(self, cycle: object) -> None:
+            """No new request since a refused body began to drain (still draining, or idle since): hang up."""
+            if self.cycle is cycle and not self.transport.is_closing():
+                self.transport.close()
+
+        def await_headers(self) -> None:
+            waiting[self] = time.monotonic()
+            self.loop.call_later(header_s, self._headers_late, self.responses)
 
         def _headers_late(self, responses_then: int) -> None:
             """Still no complete request line and headers since this deadline was armed: hang up."""
@@ -197,4 +386,4 @@ def header_deadline(seconds: float) -> type[H11Protocol]:
                     and not self.transport.is_closing()):
                 self.transport.close()
 
-    return HeaderDeadline
+    return ConnectionGuard

@@ -34,8 +34,7 @@ from aivsreal.commands.evaluate import load_saved
 from aivsreal.data.images import BadImageError, decode_image, is_image_name, read_limited, stored_size
 from aivsreal.data.splits import DataOptions
 from aivsreal.models.domain import DomainCheck
-from aivsreal.models.network import logits_and_features
-from aivsreal.predict.detector import sigmoid
+from aivsreal.models.network import logits_and_features, sigmoid
 from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"

@@ -30,8 +30,9 @@ from PIL import Image
 
 from aivsreal.commands.predict import expand_inputs
 from aivsreal.predict.batch import score_to_csv
-from aivsreal.predict.detector import DetectorSpec, Prediction
+from aivsreal.predict.detector import Prediction
 from aivsreal.predict.ray_engine import import_ray, score_on_ray
+from aivsreal.predict.spec import DetectorSpec
 from aivsreal.report.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"

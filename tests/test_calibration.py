@@ -18,7 +18,8 @@ from aivsreal.evaluate.calibration import (
     sigmoid,
 )
 from aivsreal.models.hub import load_model
-from aivsreal.predict.detector import Detector, predict_logits
+from aivsreal.models.network import predict_logits
+from aivsreal.predict.detector import Detector
 
 
 def test_ece_on_a_hand_made_case():

@@ -24,7 +24,8 @@ from aivsreal.data.splits import DataOptions
 from aivsreal.explain.gradcam import Explainer, default_layer
 from aivsreal.explain.overlays import side_by_side
 from aivsreal.models.file import ModelMeta, load_model_file, save_model
-from aivsreal.predict.detector import Detector, predict_logits, sigmoid
+from aivsreal.models.network import predict_logits, sigmoid
+from aivsreal.predict.detector import Detector
 
 
 def png(path: Path) -> np.ndarray:

@@ -22,8 +22,8 @@ from aivsreal.data.crops import tiles
 from aivsreal.data.images import decode_image
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import save_model
+from aivsreal.models.network import sigmoid
 from aivsreal.predict.batch import score_paths
-from aivsreal.predict.detector import sigmoid
 
 CROP = 32
 SHAPES = [(100, 80), (32, 32), (250, 40), (70, 90)]  # (height, width): 3x3, 1, 3x2 (capped) and 3x3 tiles

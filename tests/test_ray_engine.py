@@ -16,7 +16,7 @@ from aivsreal.cli import main
 from aivsreal.commands.predict import expand_inputs
 from aivsreal.data.images import MAX_PIXELS
 from aivsreal.predict.batch import score_paths
-from aivsreal.predict.detector import DetectorSpec
+from aivsreal.predict.spec import DetectorSpec
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="the `ray` extra is not installed (pip install 'aivsreal[ray]')")

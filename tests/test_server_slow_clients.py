@@ -29,7 +29,7 @@ from aivsreal.models import build_model, default_config
 from aivsreal.models.file import save_model
 from aivsreal.serve import app as app_module
 from aivsreal.serve.batcher import BatchingPredictor, views_per_pass
-from aivsreal.serve.limits import connection_guard
+from aivsreal.serve.connections import connection_guard
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="binds 127.0.0.2..5 (Linux loopback)")
 

@@ -5,7 +5,7 @@ import torch
 from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
-from aivsreal.predict.detector import predict_logits
+from aivsreal.models.network import predict_logits
 from aivsreal.train.augment import alternating_flips, cutout, degrade, flip_and_translate
 from aivsreal.train.checkpoint import CHECKPOINT
 from aivsreal.train.loop import TrainConfig, train

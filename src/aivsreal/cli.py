@@ -21,6 +21,8 @@ from aivsreal.commands.options import (
     OneLineParser,
     calibration_args,
     common_args,
+    data_options,
+    installed_version,
     number,
     training_args,
     training_overrides,
@@ -30,18 +32,6 @@ from aivsreal.models import MODEL_NAMES
 from aivsreal.models.hub import DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger("aivsreal")
-
-
-def installed_version() -> str:
-    """The version in the installed package's metadata (the source tree's `__version__` if not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("aivsreal")
-    except PackageNotFoundError:
-        from aivsreal import __version__
-
-        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +142,7 @@ def cmd_train(args) -> int:
 
     out = args.out or f"runs/{args.model}"
     summary = train_and_evaluate(
-        args.model, out, _data_options(args), training_overrides(args),
+        args.model, out, data_options(args), training_overrides(args),
         {"image_size": args.image_size, "input_size": args.input_size, "crop": args.crop},
         device=args.device, pretrained=args.pretrained, weights=args.weights, resume=args.resume,
         tta=not args.no_tta, run_eval=not args.no_eval, calibration=_calibration_options(args),
@@ -172,7 +162,7 @@ def cmd_ensemble(args) -> int:
 def cmd_evaluate(args) -> int:
     from aivsreal.commands.evaluate import evaluate_saved
 
-    summary = evaluate_saved(args.model, args.out, _data_options(args), device=args.device,
+    summary = evaluate_saved(args.model, args.out, data_options(args), device=args.device,
                              calibration=_calibration_options(args))
     _print_summary(summary, args.out or str(resolve_model(args.model).run_dir))
     return 0
@@ -204,7 +194,7 @@ def cmd_robustness(args) -> int:
     from aivsreal.commands.robustness import run_robustness
     from aivsreal.evaluate.robustness import markdown_table
 
-    rows = run_robustness(args.model, args.out, _data_options(args), device=args.device)
+    rows = run_robustness(args.model, args.out, data_options(args), device=args.device)
     print(markdown_table(rows))
     print(f"written to {args.out or resolve_model(args.model).run_dir / 'robustness'}/robustness.md")
     return 0
@@ -213,17 +203,9 @@ def cmd_robustness(args) -> int:
 def cmd_report(args) -> int:
     from aivsreal.commands.report import build_report
 
-    print(build_report(args.model, args.out, _data_options(args), device=args.device, examples=args.examples,
+    print(build_report(args.model, args.out, data_options(args), device=args.device, examples=args.examples,
                        command=args.command_line))
     return 0
-
-
-def _data_options(args):
-    from aivsreal.data.splits import DataOptions, SplitRecipe
-
-    recipe = SplitRecipe(val_fraction=args.val_fraction, seed=getattr(args, "seed", 0), limit=args.limit)
-    return DataOptions(path=args.data, recipe=recipe, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                       strict=args.strict)
 
 
 def _print_summary(summary: dict, out: str) -> None:
@@ -235,7 +217,7 @@ def _print_summary(summary: dict, out: str) -> None:
 
 def cmd_predict(args) -> int:
     from aivsreal.commands.predict import predict_files, predict_on_ray
-    from aivsreal.predict.detector import DetectorSpec
+    from aivsreal.predict.spec import DetectorSpec
 
     spec = DetectorSpec(args.model, args.device, args.backend, args.precision, args.threshold)
     if args.engine == "ray":

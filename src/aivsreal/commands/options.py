@@ -119,3 +119,24 @@ def common_args(p: argparse.ArgumentParser, model: str | None = TRAINED_MODEL, o
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     if data:
         data_args(p)
+
+
+def installed_version() -> str:
+    """The version in the installed package's metadata (the source tree's `__version__` if not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aivsreal")
+    except PackageNotFoundError:
+        from aivsreal import __version__
+
+        return __version__
+
+
+def data_options(args: argparse.Namespace):
+    """The data options of the verbs that read a data set (train, evaluate, robustness, report)."""
+    from aivsreal.data.splits import DataOptions, SplitRecipe
+
+    recipe = SplitRecipe(val_fraction=args.val_fraction, seed=getattr(args, "seed", 0), limit=args.limit)
+    return DataOptions(path=args.data, recipe=recipe, cache_dir=args.cache_dir, no_cache=args.no_cache,
+                       strict=args.strict)

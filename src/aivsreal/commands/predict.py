@@ -13,7 +13,8 @@ from pathlib import Path
 from aivsreal.data.images import is_image_name
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.batch import escaped, score_paths, score_to_csv
-from aivsreal.predict.detector import Detector, DetectorSpec, Prediction
+from aivsreal.predict.detector import Detector, Prediction
+from aivsreal.predict.spec import DetectorSpec
 
 log = logging.getLogger(__name__)
 

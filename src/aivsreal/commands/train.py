@@ -19,8 +19,7 @@ from aivsreal.evaluate.calibration import CalibrationOptions, calibrate_on_val
 from aivsreal.evaluate.scores import score_splits
 from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
-from aivsreal.models.network import ModelConfig
-from aivsreal.predict.detector import predict_logits, sigmoid
+from aivsreal.models.network import ModelConfig, predict_logits, sigmoid
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
 from aivsreal.train.augment import CodecChain

@@ -25,7 +25,7 @@ from aivsreal.data.cache import DecodedSplit
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import ModelMeta
-from aivsreal.predict.detector import predict_logits, sigmoid
+from aivsreal.models.network import predict_logits, sigmoid
 
 N_BINS = 15
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0

@@ -17,8 +17,7 @@ from aivsreal.evaluate.calibration import expected_calibration_error, operating_
 from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import ModelMeta
-from aivsreal.models.network import logits_and_features
-from aivsreal.predict.detector import sigmoid
+from aivsreal.models.network import logits_and_features, sigmoid
 
 NO_DUPLICATES = "test (no train duplicates)"
 

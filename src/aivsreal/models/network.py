@@ -169,3 +169,32 @@ def logits_and_features(model: DetectorNet, images: np.ndarray, device: torch.de
     if not logits:
         return np.empty(0), np.empty((0, 0), np.float32)
     return torch.cat(logits).numpy().astype(np.float64), torch.cat(feats).numpy()
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """P from a logit, in float64."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
+
+
+def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
+                   batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
+    """`logits_and_features` without the features: what training and calibration need."""
+    return logits_and_features(model, images, device, batch_size, tta, amp)[0]
+
+
+def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
+                  counts: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per image: the mean logit of its views (then P(FAKE)) and the mean of their features.
+
+    Logits, not probabilities, are averaged: one confident crop should move the verdict as much as
+    its evidence says, not be capped at 1. One view per image passes through unchanged.
+    """
+    if all(c == 1 for c in counts):
+        return p_fake, features
+    edges = np.cumsum([0, *counts])
+    q = np.clip(p_fake, 1e-7, 1 - 1e-7)
+    logit = np.log(q) - np.log1p(-q)
+    p = sigmoid(np.array([logit[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]))
+    f = None if features is None else np.stack([features[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:],
+                                                                                        strict=True)])
+    return p, f

@@ -22,20 +22,11 @@ from aivsreal.models.card import model_card
 from aivsreal.models.domain import DomainVerdict
 from aivsreal.models.file import ModelMeta, experimental_notice, verdict
 from aivsreal.models.hub import ModelRef, load_model, save_pretrained
-from aivsreal.models.network import logits_and_features
+from aivsreal.models.network import combine_views, logits_and_features, sigmoid
 
 log = logging.getLogger(__name__)
 MAX_PASS_PIXELS = 16 * 224 * 224  # network input pixels per forward pass (Detector.views_per_pass)
 MAX_HELD_VIEW_BYTES = 64 * 2**20  # decoded views waiting to be scored (Detector.window)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
-
-
-def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
-                   batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
-    return logits_and_features(model, images, device, batch_size, tta, amp)[0]
 
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]  # pixels -> P(FAKE), features
@@ -68,24 +59,6 @@ class Prediction:
     domain_score: float | None = None  # > 1: unlike the training images (see models/domain.py)
     domain_reason: str | None = None  # one line when out of domain
     experimental: bool | None = None  # marked experimental (Detector.experimental says why); None: no verdict
-
-
-def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
-                  counts: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per image: the mean logit of its views (then P(FAKE)) and the mean of their features.
-
-    Logits, not probabilities, are averaged: one confident crop should move the verdict as much as
-    its evidence says, not be capped at 1. One view per image passes through unchanged.
-    """
-    if all(c == 1 for c in counts):
-        return p_fake, features
-    edges = np.cumsum([0, *counts])
-    q = np.clip(p_fake, 1e-7, 1 - 1e-7)
-    logit = np.log(q) - np.log1p(-q)
-    p = sigmoid(np.array([logit[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]))
-    f = None if features is None else np.stack([features[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:],
-                                                                                        strict=True)])
-    return p, f
 
 
 @dataclass
@@ -311,21 +284,3 @@ class Detector:
                 pred.domain_score = round(dom.score, 4) if np.isfinite(dom.score) else None
             out.append(pred)
         return out
-
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """How to load a detector, as the command line says it: what a remote worker is sent instead of the
-    detector itself, so that every engine loads it the same way."""
-
-    model: ModelRef = None
-    device: str = "auto"
-    backend: str = "torch"
-    precision: str = "bf16"
-    threshold: float | None = None  # None: the model's own
-
-    def load(self) -> Detector:
-        det = Detector.load(self.model, device=self.device, backend=self.backend, precision=self.precision)
-        if self.threshold is not None:
-            det.threshold = self.threshold
-        return det

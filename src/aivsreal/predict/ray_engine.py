@@ -41,7 +41,8 @@ from aivsreal.predict.batch import (
     truncate_torn_line,
     unescaped,
 )
-from aivsreal.predict.detector import DetectorSpec, Prediction
+from aivsreal.predict.detector import Prediction
+from aivsreal.predict.spec import DetectorSpec
 from aivsreal.safe_io import atomic_write, writable_dir
 
 MANIFEST = "manifest.jsonl"

@@ -34,14 +34,15 @@ from aivsreal.explain.gradcam import Explainer
 from aivsreal.explain.overlays import overlay, png_bytes
 from aivsreal.models.card import card_of
 from aivsreal.models.hub import ModelSource, resolve_model
-from aivsreal.predict.detector import Detector, combine_views
+from aivsreal.models.network import combine_views
+from aivsreal.predict.detector import Detector
 from aivsreal.serve.batcher import BatchingPredictor, Overloaded, views_per_pass
+from aivsreal.serve.connections import connection_guard
 from aivsreal.serve.limits import (
     BodyLimit,
     ByteBudget,
     JsonErrors,
     PixelBudget,
-    connection_guard,
     error_body,
     give_freed_images_back,
 )

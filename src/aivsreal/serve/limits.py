@@ -8,8 +8,8 @@ stops reading and answers 413; every byte read is held in one `ByteBudget` share
 the request gets 503; a client that sends nothing for `stall_s` mid-body, or sends slower than
 `min_rate` once its grace period is over (one byte every 10 s resets any stall timer), gets 408.
 Only these answers are swapped in; everything else passes through untouched. `JsonErrors` turns any
-error that escapes a route into a JSON 500. `connection_guard` is the HTTP protocol's part: a header
-deadline and connection caps, which no ASGI middleware can see.
+error that escapes a route into a JSON 500. The HTTP protocol's part, a header deadline and
+connection caps, which no ASGI middleware can see, is in serve/connections.py.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 Message = dict[str, Any]
 
@@ -114,11 +111,11 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            return await _answer(send, 413, f"request is over {self.max_bytes / 2**20:g} MB", close=False)
+            return await answer(send, 413, f"request is over {self.max_bytes / 2**20:g} MB", close=False)
         budget = self.budget
         if (budget and length.isdigit()
                 and not await budget.wait_until_fits(int(length), 0, self.budget_wait_s)):
-            return await _answer(send, *self.busy(), close=False)  # refused before a byte of the body is read
+            return await answer(send, *self.busy(), close=False)  # refused before a byte of the body is read
         received, waited, held = 0, 0.0, 0
         refusal: tuple[int, str, dict[str, str]] | None = None
 
@@ -159,7 +156,7 @@ class BodyLimit:
             if refusal:  # the app saw a disconnect: replace whatever it says with the real reason
                 if not answered:
                     answered = True
-                    await _answer(send, *refusal, close=refusal[0] == 408)
+                    await answer(send, *refusal, close=refusal[0] == 408)
                 return
             await send(message)
 
@@ -172,7 +169,7 @@ class BodyLimit:
             if budget:
                 budget.give_back(held)  # the app has returned: its spooled files are closed
         if refusal and not answered:
-            await _answer(send, *refusal, close=refusal[0] == 408)
+            await answer(send, *refusal, close=refusal[0] == 408)
 
 
 def error_body(message: str) -> dict[str, str]:
@@ -217,7 +214,7 @@ class JsonErrors:
             await send({"type": "http.response.body", "body": body})
 
 
-async def _answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str,
+async def answer(send: Callable[[Message], Awaitable[None]], status: int, detail: str,
                   extra: dict[str, str] | None = None, close: bool = True) -> None:
     body = json.dumps(error_body(detail)).encode()
     await send({"type": "http.response.start", "status": status,
@@ -292,98 +289,3 @@ class PixelBudget:
             with self._free:
                 self.in_use -= want
                 self._free.notify_all()
-
-
-def refusal(reason: str, retry_after_s: int = 5) -> Callable:
-    """An ASGI app that answers every request 503 + Retry-After with the JSON body, and closes."""
-
-    async def app(scope: Message, receive: Callable, send: Callable[[Message], Awaitable[None]]) -> None:
-        await _answer(send, 503, reason, {"Retry-After": str(retry_after_s)})
-
-    return app
-
-
-def connection_guard(header_s: float, max_connections: int, per_client: int) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol with a header deadline and connection caps (slowloris).
-
-    uvicorn times out idle keep-alive connections but not a client that opened a connection, or began
-    a request, and then trickles or stops sending its headers; and its `limit_concurrency` counts such
-    sockets with the rest, so 64 of them made every real request a 503. Here a connection whose request
-    line and headers are not complete `header_s` after it opened (or after its last response) is closed;
-    one client address holds at most `per_client` connections; and when `max_connections` are open, a
-    new one takes the place of the connection that has waited longest for its headers (a request in
-    progress is never cut for this). A connection over either cap is not counted: it is answered 503 (JSON,
-    Retry-After) once its headers are in, and closed; it too must send them in time. Slow bodies are
-    `BodyLimit`'s part.
-    """
-    clients: dict[str, int] = {}  # open connections per client address, all connections of this server
-    waiting: dict[H11Protocol, float] = {}  # connections without complete headers -> since when
-    opened: set[H11Protocol] = set()
-
-    class ConnectionGuard(H11Protocol):
-        responses = 0
-        address: str | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            address = (transport.get_extra_info("peername") or ("?",))[0]
-            if clients.get(address, 0) >= per_client:
-                return self.refuse(f"this client address has {per_client} connections open, the most allowed")
-            if len(opened) >= max_connections:
-                if not waiting:
-                    return self.refuse(f"the server has {max_connections} connections open, all busy")
-                oldest = min(waiting, key=waiting.__getitem__)
-                oldest.transport.close()
-                oldest.forget()  # now, not when the loop gets to connection_lost
-            self.address = address
-            clients[address] = clients.get(address, 0) + 1
-            opened.add(self)
-            self.await_headers()
-
-        def refuse(self, reason: str) -> None:
-            self.app = refusal(reason)
-            self.loop.call_later(header_s, self._headers_late, self.responses)
-
-        def forget(self) -> None:
-            waiting.pop(self, None)
-            if self in opened:
-                opened.discard(self)
-                clients[self.address] -= 1
-                if not clients[self.address]:
-                    del clients[self.address]
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.forget()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:  # a whole request line and headers are in
-                waiting.pop(self, None)
-
-        def on_response_complete(self) -> None:
-            self.responses += 1
-            super().on_response_complete()
-            if self not in opened or self.transport.is_closing():
-                return
-            if self.conn.their_state is h11.IDLE:
-                self.await_headers()
-            elif self.conn.their_state is h11.SEND_BODY:  # refused mid-body: uvicorn discards the rest
-                self.loop.call_later(header_s, self._drain_late, self.cycle)
-
-        def _drain_late(self, cycle: object) -> None:
-            """No new request since a refused body began to drain (still draining, or idle since): hang up."""
-            if self.cycle is cycle and not self.transport.is_closing():
-                self.transport.close()
-
-        def await_headers(self) -> None:
-            waiting[self] = time.monotonic()
-            self.loop.call_later(header_s, self._headers_late, self.responses)
-
-        def _headers_late(self, responses_then: int) -> None:
-            """Still no complete request line and headers since this deadline was armed: hang up."""
-            if (self.responses == responses_then and self.conn.their_state is h11.IDLE
-                    and not self.transport.is_closing()):
-                self.transport.close()
-
-    return ConnectionGuard

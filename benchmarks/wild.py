@@ -98,6 +98,7 @@ from aivsreal.evaluate.conditions import decode_jpeg, native_crop, same_size, th
 from aivsreal.evaluate.folds import source_folds
 from aivsreal.models import DetectorNet, build_model, default_config, pixels_to, train_recipe
 from aivsreal.models.file import ModelMeta
+from aivsreal.models.network import combine_views
 from aivsreal.models.vit_probe import ARCHS
 from aivsreal.predict.detector import Detector
 from aivsreal.report.provenance import provenance
@@ -658,9 +659,9 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
 
 
 def mean_logit(*ps: np.ndarray) -> np.ndarray:
-    """The ensemble of two detectors' P(fake): the mean of their logits (NaN where either is)."""
-    z = np.mean([np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7))) for p in ps], 0)
-    return 1 / (1 + np.exp(-z))
+    """The ensemble of detectors' P(fake): the mean of their logits (NaN where any is), pooled as a
+    detector pools its views (`combine_views`)."""
+    return combine_views(np.column_stack(ps).ravel(), None, [len(ps)] * len(ps[0]))[0]
 
 
 def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None = None) -> dict:

@@ -9,7 +9,14 @@ from conftest import jpeg_bytes
 from PIL import Image
 
 from aivsreal.data.crops import read_views
-from aivsreal.data.images import MAX_PIXELS, BadImageError, decode_image
+from aivsreal.data.images import (
+    MAX_PIXELS,
+    BadImageError,
+    _upright_rgb,
+    decode_image,
+    decode_native,
+    decode_rescaled,
+)
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -60,6 +67,24 @@ def test_exif_orientation_is_applied():
     out = decode_image(encode(im, "JPEG", quality=95, exif=exif.tobytes()), 40)
     # Displayed upright the image is 20 wide x 40 tall with the white half on top.
     assert out[5, 20].mean() > 200 and out[35, 20].mean() < 50
+
+
+@pytest.mark.parametrize("decode", [decode_native, lambda data: decode_rescaled(data, 512)[0]])
+def test_native_and_rescaled_decodes_turn_the_image_upright(decode):
+    im = Image.new("RGB", (40, 20), (0, 0, 0))
+    im.paste((255, 255, 255), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = decode(encode(im, "PNG", exif=exif.tobytes()))
+    assert out.shape == (40, 20, 3) and out[5, 10].min() == 255 and out[35, 10].max() == 0
+
+
+def test_an_upright_rgb_image_is_not_copied_on_its_way_to_the_model():
+    """Each copy of an 8000x8000 decode is 192 MB of server memory (issue 51's giant uploads)."""
+    with Image.open(io.BytesIO(encode(Image.new("RGB", (64, 48), (1, 2, 3)), "PNG"))) as im:
+        assert _upright_rgb(im) is im
+    with Image.open(io.BytesIO(encode(Image.new("P", (64, 48), 3), "PNG"))) as im:
+        assert _upright_rgb(im).mode == "RGB"
 
 
 @pytest.mark.parametrize("payload", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\x00" * 50])

@@ -72,7 +72,8 @@ from aivsreal.report.provenance import provenance
 
 SOURCES_MD = (Path(__file__).resolve().parents[2] / "shared" / "data" / "wild" / "SOURCES.md",
               Path(__file__).resolve().parent / "wild_extra" / "README.md",
-              Path(__file__).resolve().parent / "photoreal" / "SOURCES.md")
+              Path(__file__).resolve().parent / "photoreal" / "SOURCES.md",
+              Path(__file__).resolve().parent / "photoreal" / "README.md")
 FP16_SAMPLE = 300
 FAMILY = PROBES[BUNDLED_PROBE]
 # the recipe's view: wild.py's same_size reduction (shorter side 512, JPEG q90), then 2x2 native 224 px tiles
@@ -82,7 +83,8 @@ EXTERNAL_JSON = RESULTS / "wild_external.json"
 
 def licences(paths: list[Path], sources: set[str]) -> dict[str, tuple[str, str]]:
     """source -> (repository @ commit, licence) for the sources used, from the sources tables (rows whose
-    first cell is a source name) and the photoreal notes' headings (`### source: repo @ commit (licence)`)."""
+    first or second cell is a source name, the next two its repository and licence: the photoreal table
+    leads with the split) and the photoreal notes' headings (`### source: repo @ commit (licence)`)."""
     out: dict[str, tuple[str, str]] = {}
     for path in paths:
         for line in path.read_text().splitlines():
@@ -90,8 +92,11 @@ def licences(paths: list[Path], sources: set[str]) -> dict[str, tuple[str, str]]
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if heading and heading[1] in sources:
                 out.setdefault(heading[1], (heading[2], heading[3]))
-            elif line.startswith("|") and len(cells) >= 3 and cells[0] in sources:
-                out.setdefault(cells[0], (cells[1], cells[2]))
+            elif line.startswith("|"):
+                for i in (0, 1):
+                    if len(cells) >= i + 3 and cells[i] in sources:
+                        out.setdefault(cells[i], (cells[i + 1], cells[i + 2]))
+                        break
     return out
 
 

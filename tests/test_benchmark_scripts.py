@@ -466,6 +466,19 @@ def test_load_test_counts_every_request_once(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- load_hostile.py
 
 
+def test_bundle_wild_finds_each_source_s_licence_in_every_table_shape(tmp_path):
+    """The card's licence column: a sources table led by the source, one led by its split (the photoreal
+    README), and a notes heading; a source named nowhere is left out, never guessed."""
+    bundle_wild = benchmark_script("bundle_wild")
+    (tmp_path / "a.md").write_text("| source | repo | licence |\n|---|---|---|\n| alpha | o/a @1 | MIT |\n")
+    (tmp_path / "b.md").write_text("| split | source | repo | licence | cls |\n"
+                                   "| dev | beta | o/b @2 | **non-commercial** | REAL |\n"
+                                   "### gamma: o/c @ 3f (Apache-2.0)\n")
+    found = bundle_wild.licences([tmp_path / "a.md", tmp_path / "b.md"], {"alpha", "beta", "gamma", "delta"})
+    assert found == {"alpha": ("o/a @1", "MIT"), "beta": ("o/b @2", "**non-commercial**"),
+                     "gamma": ("o/c @ 3f", "Apache-2.0")}
+
+
 def test_spool_bytes_sees_a_process_s_open_temporary_files(tmp_path, monkeypatch):
     """The load benchmark's spool figure: an open temporary file counts by the disk it holds, a closed one
     no longer does. Tested apart from the load run, whose short requests may end between two samples."""

@@ -201,13 +201,6 @@ def test_decoded_giants_are_given_back_to_the_system():
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    model = tmp_path_factory.mktemp("small") / "model.pt"
-    save_model(model, build_model(default_config("fast")))
-    return model
-
-
-@pytest.fixture(scope="module")
 def giant_png():
     """8000x8000 grey: exactly MAX_PIXELS (64 MP), ~60 KB of PNG; 64 MB while Pillow decodes it (mode L)."""
     from aivsreal.data.images import MAX_PIXELS
@@ -218,9 +211,9 @@ def giant_png():
     return buf.getvalue()
 
 
-def test_more_than_64_files_in_one_request_is_a_413(small_model):
+def test_more_than_64_files_in_one_request_is_a_413(untrained_model):
     one = png(synthetic_image(1, np.random.default_rng(0)))
-    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+    with TestClient(app_module.create_app(untrained_model, device="cpu")) as c:
         r = c.post("/api/predict", files=[("files", (f"{i}.png", one, "image/png")) for i in range(65)])
         assert r.status_code == 413 and r.json()["detail"] == "at most 64 files per request"
         r = c.post("/api/predict", files=[("files", (f"{i}.png", one, "image/png")) for i in range(64)])
@@ -228,14 +221,14 @@ def test_more_than_64_files_in_one_request_is_a_413(small_model):
     assert r.status_code == 200 and [e["status"] for e in r.json()["results"]] == [200] * 64
 
 
-def test_the_real_request_pixel_budget_takes_four_64_megapixel_images_and_no_more(small_model, giant_png):
+def test_the_real_request_pixel_budget_takes_four_64_megapixel_images_and_no_more(untrained_model, giant_png):
     """256 MP a request, unpatched: four maximum-size images fill it exactly; one pixel more is the next
     request's. Each giant decodes (64 MB at a time, the decode budget's capacity) and is scored."""
     assert app_module.REQUEST_PIXELS == 256_000_000
     small = png(synthetic_image(0, np.random.default_rng(1)))
     files = [("files", (f"giant{i}.png", giant_png, "image/png")) for i in range(4)]
     files += [("files", ("small.png", small, "image/png")), ("files", ("junk.png", b"junk", "image/png"))]
-    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+    with TestClient(app_module.create_app(untrained_model, device="cpu")) as c:
         r = c.post("/api/predict", files=files)
         assert r.status_code == 200
         results = r.json()["results"]
@@ -246,7 +239,7 @@ def test_the_real_request_pixel_budget_takes_four_64_megapixel_images_and_no_mor
         assert alone.json()["results"][0]["status"] == 200
 
 
-def test_every_decode_in_the_app_holds_its_pixels_in_the_decode_budget(small_model, giant_png, monkeypatch):
+def test_every_decode_in_the_app_holds_its_pixels_in_the_decode_budget(untrained_model, giant_png, monkeypatch):
     """The app's budget has one maximum-size image's capacity, and each file decodes while holding its
     declared pixels (at least 1: undeclared junk too); all is given back after the request. (The app's
     second budget holds decoded views: test_server_slow_clients.py.)"""
@@ -254,7 +247,7 @@ def test_every_decode_in_the_app_holds_its_pixels_in_the_decode_budget(small_mod
     files = [("files", ("giant.png", giant_png, "image/png")),
              ("files", ("small.png", png(np.zeros((50, 40, 3), np.uint8)), "image/png")),
              ("files", ("junk.png", b"junk", "image/png"))]
-    with TestClient(app_module.create_app(small_model, device="cpu")) as c:
+    with TestClient(app_module.create_app(untrained_model, device="cpu")) as c:
         r = c.post("/api/predict", files=files)
     assert [e["status"] for e in r.json()["results"]] == [200, 200, 400]
     held_while_decoding = [h[0] for h in held]
@@ -269,7 +262,7 @@ def sparse_file(path, size):
     return path
 
 
-def test_predict_refuses_a_file_over_64_mib_before_reading_it(small_model, tmp_path, capsys):
+def test_predict_refuses_a_file_over_64_mib_before_reading_it(untrained_model, tmp_path, capsys):
     """read_limited: one byte over MAX_FILE_BYTES is refused from its size; exactly the limit is read
     (and, being zeros, is no image); the image beside them is scored."""
     import csv
@@ -282,7 +275,7 @@ def test_predict_refuses_a_file_over_64_mib_before_reading_it(small_model, tmp_p
     sparse_file(tmp_path / "at.png", MAX_FILE_BYTES)
     (tmp_path / "ok.png").write_bytes(png(synthetic_image(0, np.random.default_rng(2))))
     assert main(["predict", str(tmp_path / "over.png"), str(tmp_path / "at.png"), str(tmp_path / "ok.png"),
-                 "--model", str(small_model), "--device", "cpu", "--csv", str(tmp_path / "o.csv")]) == 0
+                 "--model", str(untrained_model), "--device", "cpu", "--csv", str(tmp_path / "o.csv")]) == 0
     rows = {r["path"].rpartition("/")[2]: r for r in csv.DictReader(open(tmp_path / "o.csv"))}
     assert rows["over.png"]["error"].endswith("67,108,865 bytes, over the 67,108,864-byte limit per image")
     assert "not a readable image" in rows["at.png"]["error"]

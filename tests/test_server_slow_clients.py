@@ -25,8 +25,6 @@ from conftest import record_budgets, synthetic_image
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from aivsreal.models import build_model, default_config
-from aivsreal.models.file import save_model
 from aivsreal.serve import app as app_module
 from aivsreal.serve.batcher import BatchingPredictor, views_per_pass
 from aivsreal.serve.connections import connection_guard
@@ -43,16 +41,10 @@ def png_bytes(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "model.pt"
-    save_model(path, build_model(default_config("fast")))
-    return path
-
-
-@pytest.fixture(scope="module")
-def server(model):
+def server(untrained_model):
     """(port, app) of a live server with the small limits above."""
-    app = app_module.create_app(model, device="cpu", byte_budget_mb=2, body_grace_s=GRACE_S, budget_wait_s=0.5)
+    app = app_module.create_app(untrained_model, device="cpu", byte_budget_mb=2, body_grace_s=GRACE_S,
+                                budget_wait_s=0.5)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -245,7 +237,7 @@ def test_a_tiled_request_is_scored_in_bounded_passes_and_answered_in_order():
     assert predictor.queued_images == 0
 
 
-def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(model, monkeypatch):
+def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(untrained_model, monkeypatch):
     """Grad-CAM is inference too (a forward and a backward pass per image): it waits its turn on the model's
     thread and holds queue slots, so an explain request cannot bypass the bound; the heap is handed back
     when the queue runs dry."""
@@ -259,7 +251,7 @@ def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(model, monkeypat
         return real(self, batch, **kw)
 
     monkeypatch.setattr(Explainer, "explain", explain)
-    with TestClient(app_module.create_app(model, device="cpu", max_queued_images=2)) as c:
+    with TestClient(app_module.create_app(untrained_model, device="cpu", max_queued_images=2)) as c:
         files = [("files", (f"{i}.png", png_bytes(i), "image/png")) for i in range(2)]
         r = c.post("/api/predict?explain=1", files=files)
         assert r.status_code == 200 and all("gradcam_png" in e for e in r.json()["results"])
@@ -272,11 +264,11 @@ def test_grad_cam_runs_on_the_inference_thread_inside_the_queue(model, monkeypat
         assert predictor.trims >= 1 and predictor.queued_images == 0
 
 
-def test_decoded_views_are_held_in_a_budget_and_a_refused_request_decodes_nothing(model, monkeypatch):
+def test_decoded_views_are_held_in_a_budget_and_a_refused_request_decodes_nothing(untrained_model, monkeypatch):
     """Each request holds its worst case of decoded views (files x views x input size squared) from before
     its first decode until it is scored; a request the queue would refuse gets 503 before any decode."""
     budgets, held = record_budgets(monkeypatch)
-    with TestClient(app_module.create_app(model, device="cpu", max_queued_images=3)) as c:
+    with TestClient(app_module.create_app(untrained_model, device="cpu", max_queued_images=3)) as c:
         files = [("files", (f"{i}.png", png_bytes(i), "image/png")) for i in range(3)]
         assert c.post("/api/predict", files=files).status_code == 200
         assert budgets[1].capacity == app_module.VIEW_PIXELS and [h[1] for h in held] == [3 * 32 * 32] * 3

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from aivsreal.cli import main
-from aivsreal.commands.predict import expand_inputs
 from aivsreal.data.images import MAX_PIXELS
+from aivsreal.data.inputs import expand_inputs
 from aivsreal.predict.batch import score_paths
 from aivsreal.predict.spec import DetectorSpec
 

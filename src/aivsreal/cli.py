@@ -176,7 +176,7 @@ def _calibration_options(args):
 
 def cmd_explain(args) -> int:
     from aivsreal.commands.explain import explain_files
-    from aivsreal.commands.predict import expand_inputs
+    from aivsreal.data.inputs import expand_inputs
 
     out = args.out or "explanations"
     rows = explain_files(args.model, expand_inputs(args.inputs), Path(out), target=args.target,

@@ -148,3 +148,21 @@ def test_resume_on_a_zip_writes_every_member_once(tmp_path, monkeypatch):
     members = zipfile.ZipFile(archive).namelist()
     assert Counter(resolved(p) for p in written) == Counter(resolved(f"{archive}!{n}") for n in members)
     assert written[:3] == [f"in.zip!d/{i}.jpg" for i in range(3)] and os.path.isabs(written[3])
+
+
+def test_a_store_that_refuses_is_one_line_on_the_command_line_and_a_row_in_a_list(tmp_path, monkeypatch, capsys):
+    class Denied:  # a bucket this machine may not read, in the words of the store's own package
+        def isdir(self, path):
+            raise PermissionError(13, "Access Denied")
+
+        exists = size = open = find = isdir
+
+    monkeypatch.setattr(inputs, "url_fs", lambda url: (Denied(), url.split("://", 1)[1]))
+    assert main(["predict", "s3://bucket/photos", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["aivsreal: error: s3://bucket/photos: cannot list (Access Denied)"]
+    (tmp_path / "one.jpg").write_bytes(image(1))
+    (tmp_path / "list.txt").write_text("s3://bucket/x.jpg\none.jpg\n")
+    code, rows = predict_rows(tmp_path, str(tmp_path / "list.txt"))
+    assert code == 0 and [r["path"] for r in rows] == ["s3://bucket/x.jpg", str(tmp_path / "one.jpg")]
+    assert rows[0]["error"] == "s3://bucket/x.jpg: cannot read (Access Denied)" and rows[1]["label"]

@@ -182,9 +182,11 @@ def _expand(item: str, listed: bool) -> Iterator[str]:
         if not listed and not _exists(member[0]):
             raise AivsrealError(f"no such zip file: {member[0]}")
         yield item
-    elif _isdir(item):
+        return
+    kind = _probe(item, listed)
+    if kind == "dir":
         yield from _walk(item)
-    elif _exists(item):
+    elif kind == "file":
         yield from _expand_file(item, listed)
     elif listed:
         yield item  # its row says that it cannot be read
@@ -234,17 +236,22 @@ def _beside(list_path: str, line: str) -> str:
 
 
 def _exists(item: str) -> bool:
-    if not is_url(item):
-        return os.path.lexists(item)  # a dangling link is that file's error row, not an abort
-    fs, path = url_fs(item)
-    return fs.exists(path)
+    return _probe(item, listed=False) is not None
 
 
-def _isdir(item: str) -> bool:
+def _probe(item: str, listed: bool) -> str | None:
+    """What an input is: "dir", "file" or None when it is not there (a dangling link is a file: its error
+    row, not an abort). A store that cannot be asked (denied, offline) is one line (exit 2) for an input on
+    the command line, an error row for a line of a path list."""
     if not is_url(item):
-        return os.path.isdir(item)
+        return "dir" if os.path.isdir(item) else "file" if os.path.lexists(item) else None
     fs, path = url_fs(item)
-    return fs.isdir(path)
+    try:
+        return "dir" if fs.isdir(path) else "file" if fs.exists(path) else None
+    except Exception as e:  # noqa: BLE001 - any backend's failure, in its own words
+        if listed:
+            return None
+        raise AivsrealError(f"{item}: cannot list ({why(e)})") from None
 
 
 def _walk(folder: str) -> Iterator[str]:
@@ -252,7 +259,11 @@ def _walk(folder: str) -> Iterator[str]:
     if is_url(folder):
         fs, base = url_fs(folder)
         prefix = folder.rstrip("/")
-        for p in sorted(fs.find(base)):
+        try:
+            found = sorted(fs.find(base))
+        except Exception as e:  # noqa: BLE001
+            raise AivsrealError(f"{folder}: cannot list ({why(e)})") from None
+        for p in found:
             if is_image_name(p):
                 yield prefix + p[len(base.rstrip("/")) :] if p.startswith(base) else fs.unstrip_protocol(p)
         return

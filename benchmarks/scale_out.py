@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aivsreal.commands.predict import expand_inputs
+from aivsreal.data.inputs import expand_inputs
 from aivsreal.predict.batch import score_to_csv
 from aivsreal.predict.detector import Prediction
 from aivsreal.predict.ray_engine import import_ray, score_on_ray

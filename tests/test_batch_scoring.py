@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aivsreal.commands.predict import expand_inputs
+from aivsreal.data.inputs import expand_inputs
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.batch import score_paths, score_to_csv

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import zip_folder
 from PIL import Image
 
 from aivsreal.cli import main
-from aivsreal.commands.predict import expand_inputs
 from aivsreal.data.images import MAX_PIXELS
+from aivsreal.data.inputs import expand_inputs
 from aivsreal.predict.batch import score_paths
 from aivsreal.predict.spec import DetectorSpec
 
@@ -107,27 +108,42 @@ def test_ray_only_options_are_refused_by_the_local_engine(tmp_path, capsys):
     assert "--engine ray" in capsys.readouterr().err
 
 
+def packed(folder: Path) -> list[str]:
+    """The folder as other inputs name it: a zip of its files, and a path list of two of them (one by a
+    file:// URL) and of a file that does not exist."""
+    archive = zip_folder(folder, folder.parent / "in.zip")
+    listed = folder.parent / "list.txt"
+    listed.write_text(f"in/img01.png\n{(folder / 'img02.png').as_uri()}\nin/missing.png\n")
+    return [str(archive), str(listed)]
+
+
 @needs_ray
-@pytest.mark.parametrize("model,sizes", [("cifake", ((32, 32), (48, 40))),
-                                         ("wild", ((240, 230), (500, 260), (180, 200)))])
-def test_same_rows_as_the_default_engine(local_ray, tmp_path, model, sizes):
+@pytest.mark.parametrize("model,sizes,pack", [("cifake", ((32, 32), (48, 40)), False),
+                                              ("wild", ((240, 230), (500, 260), (180, 200)), False),
+                                              ("cifake", ((32, 32), (48, 40)), True)],
+                         ids=["cifake", "wild", "cifake-zip-list"])
+def test_same_rows_as_the_default_engine(local_ray, tmp_path, model, sizes, pack):
     from aivsreal.predict.ray_engine import all_rows, score_on_ray, write_csv
 
     folder = mixed_folder(tmp_path / "in", n=10 if model == "cifake" else 5, sizes=sizes)
-    hostile = add_hostile(folder) if model == "cifake" else set()
+    hostile = add_hostile(folder) if model == "cifake" and not pack else set()
+    inputs = packed(folder) if pack else [str(folder)]
     spec = DetectorSpec(model, device="cpu")
-    paths = list(expand_inputs([str(folder)]))
+    paths = list(expand_inputs(inputs))
     default = rows_by_path(score_paths(spec.load(), paths, batch_size=8, workers=1))
     streamed = rows_by_path(score_on_ray(spec, paths, tmp_path / "out", actors=2, batch_size=3, shard_rows=4))
     assert_same_rows(streamed, default)
     assert_same_rows(rows_by_path(all_rows(tmp_path / "out")), default)  # what the shards hold, read back
-    errors = {os.path.basename(p) for p, r in streamed.items() if r.error is not None}
-    assert errors == {"broken.jpg", "empty.png", "truncated.png"} | hostile  # error rows only for them
+    errors = {os.path.basename(p).split("!")[-1] for p, r in streamed.items() if r.error is not None}
+    assert errors == {"broken.jpg", "empty.png", "truncated.png"} | hostile | ({"missing.png"} if pack else set())
+    if pack:  # members, a file:// URL and list lines: the zip's own images are all there
+        assert sum("in.zip!" in p for p in paths) == len(list(folder.iterdir()))
+        assert any(p.startswith("file://") and streamed[p].error is None for p in paths)
     manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) >= 2 and sum(e["rows"] for e in manifest) == len(paths)
     assert {e["model"] for e in manifest} == {model}
     if model == "cifake":  # the CSV on request is the default engine's CSV, row for row
-        assert main(["predict", str(folder), "--csv", str(tmp_path / "local.csv"), "--batch-size", "8", "-q",
+        assert main(["predict", *inputs, "--csv", str(tmp_path / "local.csv"), "--batch-size", "8", "-q",
                      "--device", "cpu"]) == 0
         write_csv(tmp_path / "out", tmp_path / "ray.csv")
         local, ray_csv = ((tmp_path / f).read_text().splitlines() for f in ("local.csv", "ray.csv"))

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_args(e)
 
     p = sub.add_parser("predict", help="label images as REAL or FAKE, each with its domain check")
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively), globs, zips, path lists "
+                   "(.txt/.lst, one input a line) or fsspec URLs (s3://...); docs/cli.md#inputs")
     common_args(p, default_model=DEFAULT_MODEL)
     p.add_argument("--csv", help="also write the results to this CSV file")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
 
     g = sub.add_parser("explain", help="Grad-CAM: which regions made the model call an image REAL or FAKE")
-    g.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    g.add_argument("inputs", nargs="+", help="image files, folders, globs, zips, path lists or fsspec URLs, as for "
+                   "predict (docs/cli.md#inputs)")
     common_args(g, out="folder for the PNGs and explanations.csv (default: explanations)", default_model=DEFAULT_MODEL)
     g.add_argument("--target", default="predicted", choices=["predicted", "FAKE", "REAL"],
                    help="the class whose evidence is shown (default: each image's verdict)")
@@ -176,7 +178,7 @@ def _calibration_options(args):
 
 def cmd_explain(args) -> int:
     from aivsreal.commands.explain import explain_files
-    from aivsreal.commands.predict import expand_inputs
+    from aivsreal.data.inputs import expand_inputs
 
     out = args.out or "explanations"
     rows = explain_files(args.model, expand_inputs(args.inputs), Path(out), target=args.target,

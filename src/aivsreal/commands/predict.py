@@ -1,42 +1,22 @@
-"""`aivsreal predict`: label files, folders and globs, streaming rows to stdout, CSV and JSON."""
+"""`aivsreal predict`: label images (files, folders, globs, zips, path lists, URLs: data/inputs.py), streaming rows
+to stdout, CSV and JSON."""
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from aivsreal.data.images import is_image_name
+from aivsreal.data.inputs import expand_inputs
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.batch import escaped, score_paths, score_to_csv
 from aivsreal.predict.detector import Detector, Prediction
 from aivsreal.predict.spec import DetectorSpec
 
 log = logging.getLogger(__name__)
-
-
-def expand_inputs(inputs: list[str]) -> Iterator[str]:
-    """Files as given, folders walked recursively for images, globs expanded; lazily, for big folders."""
-    for item in inputs:
-        if os.path.isdir(item):
-            for dirpath, dirnames, names in os.walk(item):
-                dirnames.sort()
-                for n in sorted(names):
-                    if is_image_name(n):
-                        yield os.path.join(dirpath, n)
-        elif os.path.lexists(item):  # a dangling link is that file's ERROR row, not an abort
-            yield item
-        elif glob.has_magic(item):
-            matches = sorted(glob.iglob(item, recursive=True))
-            if not matches:
-                raise AivsrealError(f"no files match {item}")
-            yield from (m for m in matches if os.path.isfile(m))
-        else:
-            raise AivsrealError(f"no such file or folder: {item}")
 
 
 def writable_file(path: str, flag: str) -> Path:

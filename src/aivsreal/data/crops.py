@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aivsreal.data.images import BadImageError, decode_image, decode_native, decode_rescaled, read_limited, stored_size
+from aivsreal.data.images import BadImageError, decode_image, decode_native, decode_rescaled, stored_size
+from aivsreal.data.inputs import read_source
 
 MAX_TILES = 9  # at inference: at most 3x3 crops per image, spread evenly over it
 
@@ -92,8 +93,9 @@ def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tile
 def read_views(path: str | Path, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
                rescale: int | None = None, draft: bool = True,
                reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """`decode_views` for a file on disk, with the path in the error message."""
-    data = read_limited(path)
+    """`decode_views` for a listed image (a file, a zip member or a URL: `read_source`), with its name in the
+    error message."""
+    data = read_source(str(path))
     try:
         return decode_views(data, image_size, crop, max_tiles, rescale=rescale, draft=draft, reencode=reencode)
     except BadImageError as e:

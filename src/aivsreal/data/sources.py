@@ -16,14 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from aivsreal.data.images import (
-    MAX_FILE_BYTES,
-    BadImageError,
-    check_size,
-    is_image_name,
-    read_limited,
-    stored_size,
-)
+from aivsreal.data.images import BadImageError, is_image_name, read_limited, stored_size
+from aivsreal.data.inputs import image_members, open_zip, read_member
 from aivsreal.errors import AivsrealError
 
 log = logging.getLogger(__name__)
@@ -46,29 +40,17 @@ class ImageRef:
         and anything on disk that is not a regular file."""
         if zf is None:
             return read_limited(Path(self.container) / self.name)
-        check_size(self.size, self.display)
-        with zf.open(self.name) as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-        check_size(len(data), self.display)  # the zip directory may lie
-        return data
+        return read_member(zf, self.name, self.display)
 
     @property
     def display(self) -> str:
-        return f"{self.container}:{self.name}" if self.in_zip else str(Path(self.container) / self.name)
-
-
-_zips: dict[tuple[int, str], zipfile.ZipFile] = {}
+        """A zip member as `predict` writes it (`archive.zip!member`, data/inputs.py), a file as its path."""
+        return f"{self.container}!{self.name}" if self.in_zip else str(Path(self.container) / self.name)
 
 
 def read_ref(ref: ImageRef) -> bytes:
-    """A ref's bytes. Each process opens a zip once, keyed by its pid: a forked worker must never
-    read through its parent's handle (they would share one file offset)."""
-    if not ref.in_zip:
-        return ref.read_bytes()
-    key = (os.getpid(), ref.container)
-    if key not in _zips:
-        _zips[key] = zipfile.ZipFile(ref.container)
-    return ref.read_bytes(_zips[key])
+    """A ref's bytes, its zip opened once per process (`open_zip`)."""
+    return ref.read_bytes(open_zip(ref.container) if ref.in_zip else None)
 
 
 @dataclass
@@ -185,12 +167,8 @@ def _list_images(root: Path) -> list[ImageRef]:
 def _list_zip(path: Path) -> list[ImageRef]:
     try:
         with zipfile.ZipFile(path) as zf:
-            return [
-                ImageRef(str(path), info.filename, info.file_size, info.CRC, in_zip=True)
-                for info in zf.infolist()
-                if not info.is_dir() and is_image_name(info.filename)
-                and "__MACOSX" not in info.filename
-            ]
+            return [ImageRef(str(path), info.filename, info.file_size, info.CRC, in_zip=True)
+                    for info in image_members(zf)]
     except zipfile.BadZipFile as e:
         raise AivsrealError(f"{path}: corrupt zip file ({e})") from None
 

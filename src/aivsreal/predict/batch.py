@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aivsreal.data.images import BadImageError
+from aivsreal.data.inputs import resolved
 from aivsreal.errors import AivsrealError
 from aivsreal.predict.detector import DecodedInput, Detector, Prediction
 
@@ -77,11 +78,6 @@ def truncate_torn_line(path: Path) -> None:
         tail = f.read(block)
         cut = tail.rfind(b"\n")
         f.truncate(size - block + cut + 1 if cut >= 0 else 0)
-
-
-def resolved(path: str) -> str:
-    """One spelling per file: ./x.jpg and /abs/x.jpg are the same row when resuming."""
-    return os.path.realpath(path)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

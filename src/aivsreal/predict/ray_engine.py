@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from aivsreal.data.inputs import resolved
 from aivsreal.errors import AivsrealError
 from aivsreal.models.hub import DEFAULT_MODEL
 from aivsreal.predict.batch import (
@@ -37,7 +38,6 @@ from aivsreal.predict.batch import (
     csv_row,
     decode_path,
     escaped,
-    resolved,
     truncate_torn_line,
     unescaped,
 )

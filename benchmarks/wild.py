@@ -42,6 +42,11 @@ Contenders, all on the same test images:
   fall-off over 32 rings, and its peaks at the k/16 frequencies where upsampling layers print
   periodic traces) and the residual's colour correlations, 295 values (models/spectrum_probe.py),
   on codec-chain or plain views; and beside the Lite2 probe's features (2,431 values);
+- `xception probe` (only with --probes xception: its weights are converted by hand,
+  benchmarks/xception_weights.py): frozen ImageNet Xception ported from Keras, every resolution's
+  output pooled (3,224 values: models/xception_probe.py), on the same 224 px tiles as the Lite probes
+  (not its native 299 px: every probe sees the same pixels, and 2x2 tiles of 299 px would overlap in a
+  512 px reduction), trained on the 512 px reductions as the bundled recipe and on codec-chain crops;
 - `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
   1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
@@ -120,7 +125,8 @@ FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of each class (summarise)
 # short name (cache file suffix) -> model family
 PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats",
-          "spectrum": "spectrum_probe"}
+          "spectrum": "spectrum_probe", "xception": "xception_probe"}
+OPT_IN = ("xception",)  # not run unless named in --probes: weights converted by hand, 5x Lite2's compute
 VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 # since 2026-12-07 the Lite2 probe trained on the headline's own view of the training sources (the 2x2
@@ -574,6 +580,12 @@ def take(feats: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]
     return {k: v[idx] for k, v in feats.items() if k in ROW_ARRAYS}
 
 
+def reductions_view(feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The bundled recipe's training view: each image's `same_size` reduction (its 2x2 tiles' mean) as its
+    one view."""
+    return {**feats, "same_size_view": feats["same_size"][:, None]}
+
+
 def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
                      headline_only: bool = False) -> dict[str, tuple[dict, str, bool]]:
     """contender -> (features, the training views, sources weighted by 1/sqrt(size)), for the backbones
@@ -582,8 +594,11 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
     have = set(feats) if not headline_only else set()
     if BUNDLED_PROBE in feats:
         out[CHAIN_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
-        out[BUNDLED_RECIPE] = ({**feats[BUNDLED_PROBE], "same_size_view": feats[BUNDLED_PROBE]["same_size"][:, None]},
-                               "same_size_view", False)
+        out[BUNDLED_RECIPE] = (reductions_view(feats[BUNDLED_PROBE]), "same_size_view", False)
+    if "xception" in feats:  # a contender for the bundled recipe: in the headline-only runs too
+        out["xception probe (512 px reductions)"] = (reductions_view(feats["xception"]), "same_size_view", False)
+        if not headline_only:
+            out["xception probe (codec chain)"] = (feats["xception"], "chain", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -745,7 +760,7 @@ def main() -> None:
     ap.add_argument("--external", default="benchmarks/photoreal/external.txt",
                     help="the locked external sources, one per line: never scored here")
     ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
-    ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=list(PROBES),
+    ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=[p for p in PROBES if p not in OPT_IN],
                     help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
     ap.add_argument("--trained", nargs="*", choices=[s.key for s in TRAINED], default=[s.key for s in TRAINED],
                     help="the per-fold fine-tunes to run (default: all; hours of CPU on a grown set)")

@@ -303,6 +303,21 @@ def test_feature_part_splits_stages_from_the_head():
     assert np.array_equal(together, feats["as_is"])  # nothing lost, nothing twice
 
 
+def test_the_xception_probe_contends_with_the_bundled_recipe_in_a_headline_only_run():
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(0)
+    feats = {short: {"chain": rng.normal(size=(3, 2, n)), "plain": rng.normal(size=(3, 2, n)),
+                     "thumb": rng.normal(size=(3, n)), **{c: rng.normal(size=(3, n)) for c in wild.CONDITIONS}}
+             for short, n in (("lite2", 5), ("xception", 7))}
+    headline = wild.probe_contenders(feats, {}, headline_only=True)
+    assert set(headline) == {wild.CHAIN_RECIPE, wild.BUNDLED_RECIPE, "xception probe (512 px reductions)",
+                             wild.CONTENT_BASELINE}
+    x, view, weighted = headline["xception probe (512 px reductions)"]
+    assert view == "same_size_view" and not weighted and np.array_equal(x[view][:, 0], feats["xception"]["same_size"])
+    assert "xception probe (codec chain)" in wild.probe_contenders(feats, {})
+    assert "xception" in wild.PROBES and "xception" in wild.OPT_IN  # run only when asked: weights made by hand
+
+
 def test_a_limited_run_keeps_other_rows_of_tables_with_the_same_images_and_says_whose_they_are(tmp_path):
     wild = benchmark_script("wild")
     same = {"images": 10, "folds": {"0": ["a"], "1": ["b"]}}

@@ -11,6 +11,15 @@ from aivsreal.errors import AivsrealError
 # Every probe family's `aivsreal train` recipe: only a linear head learns, so a few epochs of Adam suffice.
 PROBE_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01,
                 "schedule": "onecycle", "label_smoothing": 0.0, "max_shift": 0, "flip": True, "patience": 2}
+POOLS = ("mean", "mean_std")  # a stage pooled by its mean per channel, or by its mean and standard deviation
+
+
+def pooled(x: torch.Tensor, pool: str) -> list[torch.Tensor]:
+    """A (N, C, H, W) stage pooled over the image (POOLS): [means] or [means, standard deviations]."""
+    if pool == "mean":
+        return [x.mean((2, 3))]
+    x = x.float()  # a variance in bfloat16 (autocast) loses most of its digits
+    return [x.mean((2, 3)), x.std((2, 3), correction=0)]
 
 
 class LinearProbe(nn.Module):

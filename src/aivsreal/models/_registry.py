@@ -25,7 +25,7 @@ MODELS = {"fast": "fast", "resnet50v2": "seed", "seed_lite2": "seed", "efficient
           "efficientnet_lite1": "efficientnet_lite", "efficientnet_lite2": "efficientnet_lite",
           "lite0_probe": "lite_probe", "lite1_probe": "lite_probe", "lite2_probe": "lite_probe",
           "lite2_probe_stats": "lite_probe", "spectrum_probe": "spectrum_probe", "npr_patch": "npr_patch",
-          "clip_probe": "vit_probe", "dinov2_probe": "vit_probe"}
+          "clip_probe": "vit_probe", "dinov2_probe": "vit_probe", "xception_probe": "xception_probe"}
 # made from trained models (`aivsreal ensemble`), never trained: not offered by `train --model`
 MADE = {"ensemble": "ensemble"}
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import PROBE_RECIPE, LinearProbe
+from aivsreal.models._probe import POOLS, PROBE_RECIPE, LinearProbe, pooled
 from aivsreal.models._registry import register_model
 from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import ModelConfig
@@ -45,8 +45,8 @@ class StageProbe(LinearProbe):
     `pool`: "mean" (one value per channel) or "mean_std" (two: [means, standard deviations] per stage)."""
 
     def __init__(self, backbone: nn.Module, pool: str = "mean"):
-        if pool not in ("mean", "mean_std"):
-            raise AivsrealError(f"probe pooling must be 'mean' or 'mean_std', got {pool!r}")
+        if pool not in POOLS:
+            raise AivsrealError(f"probe pooling must be one of {', '.join(POOLS)}, got {pool!r}")
         backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
         last_convs = [[m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1] for stage in backbone.blocks]
         widths = [conv.out_channels for conv in last_convs]
@@ -63,18 +63,12 @@ class StageProbe(LinearProbe):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         n = self.backbone
         x = n.bn1(n.conv_stem(x))
-        pooled = []
+        out = []
         for stage in n.blocks:
             x = stage(x)
-            pooled += self._pooled(x)
-        pooled += self._pooled(n.bn2(n.conv_head(x)))
-        return torch.cat(pooled, 1)
-
-    def _pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.pool == "mean":
-            return [x.mean((2, 3))]
-        x = x.float()  # a variance in bfloat16 (autocast) loses most of its digits
-        return [x.mean((2, 3)), x.std((2, 3), correction=0)]
+            out += pooled(x, self.pool)
+        out += pooled(n.bn2(n.conv_head(x)), self.pool)
+        return torch.cat(out, 1)
 
 
 def build_probe(backbone: str, config: ModelConfig, pretrained: bool, weights: str | None) -> StageProbe:

@@ -127,6 +127,9 @@ WITHIN_FORMATS = ("JPEG", "PNG")  # the stored formats with over 200 images of e
 PROBES = {"lite0": "lite0_probe", "lite1": "lite1_probe", "lite2": "lite2_probe", "lite2stats": "lite2_probe_stats",
           "spectrum": "spectrum_probe", "xception": "xception_probe"}
 OPT_IN = ("xception",)  # not run unless named in --probes: weights converted by hand, 5x Lite2's compute
+# backbones whose features are the headline's reduced conditions only (row_features' `lean`): Xception's 25
+# passes per image were 96 minutes of 2 cores on the grown set, its 8 lean passes about a third of that
+LEAN = ("xception_probe",)
 VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a file, not bundled
 # the best held-out figure: the bundled `wild` detector's recipe, and the PROBES entry it is fitted on
 # since 2026-12-07 the Lite2 probe trained on the headline's own view of the training sources (the 2x2
@@ -216,22 +219,30 @@ def stored_meta(width: int, height: int, data: bytes | None) -> np.ndarray:
 
 
 def row_features(model: DetectorNet, chain: CodecChain, data: bytes, relpath: str,
-                 store: Path) -> dict[str, np.ndarray]:
+                 store: Path, lean: bool = False) -> dict[str, np.ndarray]:
     """One image: train views (chain and plain), the features of every test condition (CONDITIONS:
     2x2 tiles of 224 px each, averaged), the 32 px thumbnail's (the content-only baseline), and
-    the shortcut's inputs per condition."""
+    the shortcut's inputs per condition. `lean` (LEAN backbones): the reduced conditions' tiles only,
+    8 forward passes instead of 25; every other array NaN."""
     rng = row_rng(relpath)
     px = decode_native(data)
     same = centre_crop(px, SAME_CODEC_CROP)
     same_bytes = jpeg_bytes(np.ascontiguousarray(same), 90)
     small = reduced(px, relpath, store)
-    views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
-    grid = tiles(px, CROP, 9)
-    plain = np.stack([grid[int(rng.integers(len(grid)))] for _ in range(VIEWS)])
-    thumb = np.asarray(Image.fromarray(thumbnail(px)).resize((CROP, CROP), Image.Resampling.BICUBIC))[None]
-    tested = {"as_is": tiles(px, CROP, TILES), "same_codec": tiles(decode_jpeg(same_bytes), CROP, TILES),
-              **{c: tiles(decode_jpeg(b), CROP, TILES) for c, b in small.items() if b is not None}}
-    f = embed(model, np.concatenate([views, plain, thumb, *tested.values()]))
+    tested = {c: tiles(decode_jpeg(b), CROP, TILES) for c, b in small.items() if b is not None}
+    if lean:
+        f = embed(model, np.concatenate(list(tested.values())))
+        nan = np.full((2 * VIEWS + 1, f.shape[1]), np.nan, f.dtype)
+        tested = {"as_is": nan[:0], "same_codec": nan[:0], **tested}
+        f = np.concatenate([nan, f])
+    else:
+        views = np.stack([chain.view(px, CROP, rng) for _ in range(VIEWS)])
+        grid = tiles(px, CROP, 9)
+        plain = np.stack([grid[int(rng.integers(len(grid)))] for _ in range(VIEWS)])
+        thumb = np.asarray(Image.fromarray(thumbnail(px)).resize((CROP, CROP), Image.Resampling.BICUBIC))[None]
+        tested = {"as_is": tiles(px, CROP, TILES), "same_codec": tiles(decode_jpeg(same_bytes), CROP, TILES),
+                  **tested}
+        f = embed(model, np.concatenate([views, plain, thumb, *tested.values()]))
     out = {"chain": f[:VIEWS], "plain": f[VIEWS : 2 * VIEWS], "thumb": f[2 * VIEWS]}
     start = 2 * VIEWS + 1
     for cond in CONDITIONS:
@@ -266,7 +277,7 @@ def features_for(rows: list[dict], root: Path, cache: Path, family: str, device:
         chain, started = CodecChain(), time.time()
         for i, row in enumerate(missing, 1):
             per_row[row["relpath"]] = row_features(model, chain, read_limited(root / row["relpath"]), row["relpath"],
-                                                   reduced_store(cache))
+                                                   reduced_store(cache), lean=family in LEAN)
             if i % SAVE_EVERY == 0 or i == len(missing):  # a killed run keeps what it computed
                 print(f"{family} features {i}/{len(missing)}, {time.time() - started:.0f} s", flush=True)
                 cache.parent.mkdir(parents=True, exist_ok=True)
@@ -595,10 +606,8 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
     if BUNDLED_PROBE in feats:
         out[CHAIN_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
         out[BUNDLED_RECIPE] = (reductions_view(feats[BUNDLED_PROBE]), "same_size_view", False)
-    if "xception" in feats:  # a contender for the bundled recipe: in the headline-only runs too
+    if "xception" in feats:  # a contender for the bundled recipe: in the headline-only runs too (LEAN: no chain)
         out["xception probe (512 px reductions)"] = (reductions_view(feats["xception"]), "same_size_view", False)
-        if not headline_only:
-            out["xception probe (codec chain)"] = (feats["xception"], "chain", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)

@@ -120,7 +120,7 @@ def test_feature_cache_grows_and_keeps_each_images_views(tmp_path, monkeypatch):
     first = wild.features_for(rows[:2], tmp_path, cache, "lite0_probe")
     computed = []
     real = wild.row_features
-    monkeypatch.setattr(wild, "row_features", lambda *a: computed.append(a[3]) or real(*a))
+    monkeypatch.setattr(wild, "row_features", lambda *a, **kw: computed.append(a[3]) or real(*a, **kw))
     grown = wild.features_for(rows[::-1], tmp_path, cache, "lite0_probe")  # any order: the labels' order
     assert computed == ["2.png"]
     assert list(grown["relpaths"]) == ["2.png", "1.png", "0.png"]
@@ -253,6 +253,25 @@ def test_row_features_score_the_reductions_and_the_thumbnail_with_the_same_backb
             assert not np.isnan(f["native_512"]).any()
 
 
+def test_lean_row_features_are_the_reduced_conditions_of_the_full_ones_and_nan_elsewhere(tmp_path):
+    """A costly backbone (wild.LEAN) computes only the headline's reductions: the same features there as a
+    full pass, and nothing it could be mistaken to have scored elsewhere."""
+    wild = benchmark_script("wild")
+    model = wild.build_model(wild.default_config("lite0_probe"), pretrained=True).eval()
+    px = np.random.default_rng(3).integers(0, 256, (600, 700, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(px).save(buf, "PNG")
+    full = wild.row_features(model, CodecChain(), buf.getvalue(), "a.png", tmp_path)
+    lean = wild.row_features(model, CodecChain(), buf.getvalue(), "a.png", tmp_path, lean=True)
+    assert set(lean) == set(full)
+    for key in ("same_size", "native_512"):
+        np.testing.assert_allclose(lean[key], full[key], rtol=1e-4, atol=1e-4)
+    for key in ("chain", "plain", "thumb", "as_is", "same_codec"):
+        assert np.isnan(lean[key]).all() and lean[key].shape == full[key].shape
+    for key in (k for k in full if k.startswith("meta_") or k == "same_codec_bytes"):
+        np.testing.assert_array_equal(lean[key], full[key])
+
+
 def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
     """A per-fold training cache replays its scores for the same images and folds, and is refused
     (exit 2) for any other set: its scores would otherwise sit on rows they were never computed for."""
@@ -314,7 +333,7 @@ def test_the_xception_probe_contends_with_the_bundled_recipe_in_a_headline_only_
                              wild.CONTENT_BASELINE}
     x, view, weighted = headline["xception probe (512 px reductions)"]
     assert view == "same_size_view" and not weighted and np.array_equal(x[view][:, 0], feats["xception"]["same_size"])
-    assert "xception probe (codec chain)" in wild.probe_contenders(feats, {})
+    assert "xception probe (codec chain)" not in wild.probe_contenders(feats, {})  # LEAN: no chain views
     assert "xception" in wild.PROBES and "xception" in wild.OPT_IN  # run only when asked: weights made by hand
 
 

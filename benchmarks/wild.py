@@ -370,8 +370,9 @@ def cross_validate(feats: dict, labels: np.ndarray, folds: np.ndarray, views: st
         chosen.append(c)
         model = probe(feats[views][train], labels[train], c, sources[train] if weighted else None)
         for cond in p:
-            scored = test & ~np.isnan(feats[cond]).any(-1)  # native_512 leaves small images out
-            p[cond][scored] = model.predict_proba(feats[cond][scored])[:, 1]
+            scored = test & ~np.isnan(feats[cond]).any(-1)  # native_512 leaves small images out, LEAN more
+            if scored.any():
+                p[cond][scored] = model.predict_proba(feats[cond][scored])[:, 1]
     return p, chosen
 
 

@@ -272,6 +272,19 @@ def test_lean_row_features_are_the_reduced_conditions_of_the_full_ones_and_nan_e
         np.testing.assert_array_equal(lean[key], full[key])
 
 
+def test_cross_validation_leaves_a_condition_without_features_unscored():
+    """A LEAN backbone has no features for the stored-file conditions: those stay NaN, the rest is scored."""
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 1], 40)
+    sources = np.array([f"s{i % 8}{y}" for i, y in enumerate(labels)])
+    feats = {"same_size": rng.normal(labels[:, None], 1.0, (80, 6)), "as_is": np.full((80, 6), np.nan)}
+    feats["same_size_view"] = feats["same_size"][:, None]
+    folds = wild.source_folds(list(sources), labels)
+    p, _ = wild.cross_validate(feats, labels, folds, "same_size_view", sources, conditions=("same_size", "as_is"))
+    assert np.isnan(p["as_is"]).all() and not np.isnan(p["same_size"]).any()
+
+
 def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
     """A per-fold training cache replays its scores for the same images and folds, and is refused
     (exit 2) for any other set: its scores would otherwise sit on rows they were never computed for."""

@@ -696,7 +696,8 @@ def summary(ev: Evaluation, conditions: tuple[str, ...], mask: np.ndarray | None
                       for f in range(ev.folds.max() + 1)},
             "probe_c_per_fold": ev.probe_c, "trained": ev.trained,
             "contenders": {name: {c: summarise(ps[c], labels, ev.rows, mask) for c in conditions}
-                           for name, ps in ev.scores.items()}}
+                           for name, ps in ev.scores.items()
+                           if any(not np.isnan(ps[c]).all() for c in conditions)}}  # LEAN: not on stored files
 
 
 def keep_earlier(result: dict, path: Path) -> None:

@@ -285,6 +285,17 @@ def test_cross_validation_leaves_a_condition_without_features_unscored():
     assert np.isnan(p["as_is"]).all() and not np.isnan(p["same_size"]).any()
 
 
+def test_a_contender_scored_under_none_of_a_table_s_conditions_has_no_row_there():
+    wild = benchmark_script("wild")
+    rows = [{"cls": c, "source": f"s{i % 8}{c}", "family": "x", "format": "JPEG", "content": "urban"}
+            for i, c in enumerate(["REAL", "FAKE"] * 20)]
+    labels = np.array([int(r["cls"] == "FAKE") for r in rows])
+    scored = {"same_codec": labels * 0.5 + 0.25, "as_is": labels * 0.5 + 0.25}
+    ev = wild.Evaluation(rows, wild.source_folds([r["source"] for r in rows], labels),
+                         {"full": scored, "lean": {c: np.full(40, np.nan) for c in scored}}, {}, {})
+    assert list(wild.summary(ev, ("same_codec", "as_is"))["contenders"]) == ["full"]
+
+
 def test_trained_cache_is_used_only_for_its_own_images_and_folds(tmp_path, capsys):
     """A per-fold training cache replays its scores for the same images and folds, and is refused
     (exit 2) for any other set: its scores would otherwise sit on rows they were never computed for."""

@@ -54,13 +54,15 @@ POLICIES = {"native tiles (448 px centre crop, 2x2 tiles)": "same_codec",
 POOLED = "512 + 1024 px pooled (mean logit)"
 
 
-def wide_features(rows: list[dict], root: Path, cache: Path) -> np.ndarray:
-    """(N, D) Lite2 features of each image's WIDE px reduction (WIDE_TILES tiles, averaged); cached by
-    relpath, computed for the images the cache lacks."""
+def wide_features(rows: list[dict], root: Path, cache: Path) -> tuple[np.ndarray, float]:
+    """(N, D) Lite2 features of each image's WIDE px reduction (WIDE_TILES tiles, averaged), and the
+    seconds they took (cached ones included); cached by relpath, computed for the images the cache lacks."""
     have: dict[str, np.ndarray] = {}
+    seconds = 0.0
     if cache.exists():
         stored = np.load(cache)
         have = dict(zip(map(str, stored["relpaths"]), stored["features"], strict=True))
+        seconds = float(stored["seconds"]) if "seconds" in stored else 0.0
     missing = [r for r in rows if r["relpath"] not in have]
     if missing:
         model = wild.build_model(wild.default_config(wild.PROBES["lite2"]), pretrained=True).eval()
@@ -71,8 +73,11 @@ def wide_features(rows: list[dict], root: Path, cache: Path) -> np.ndarray:
             have[row["relpath"]] = wild.embed(model, views).mean(0)
             if i % 200 == 0 or i == len(missing):
                 print(f"{WIDE} px features {i}/{len(missing)}, {time.time() - started:.0f} s", flush=True)
-                np.savez(cache, relpaths=np.array(list(have)), features=np.stack(list(have.values())))
-    return np.stack([have[r["relpath"]] for r in rows])
+                total = seconds + time.time() - started
+                np.savez(cache, relpaths=np.array(list(have)), features=np.stack(list(have.values())),
+                         seconds=np.array(total))
+        seconds = total  # the last image always saves
+    return np.stack([have[r["relpath"]] for r in rows]), seconds
 
 
 def held_out(feats: np.ndarray, labels: np.ndarray, folds: np.ndarray, sources: np.ndarray) -> np.ndarray:
@@ -92,13 +97,19 @@ def markdown(r: dict) -> str:
              f"{r['n_fake']} FAKE from {r['n_sources']} sources, group {r['folds']}-fold over sources. Every "
              "policy is the shipped recipe (Lite2 probe) trained and tested on its own view; every view re-encoded "
              "as JPEG q90 (benchmarks/wild_scales.py's docstring).", "",
-             "| policy | AUC | accuracy at 0.5 | " + " | ".join(r["content_tags"]) + " |",
-             "|---|---|---|" + "---|" * len(r["content_tags"])]
+             "| policy | AUC | size-matched AUC | content-matched AUC | accuracy at 0.5 | "
+             + " | ".join(r["content_tags"]) + " |", "|---|---|---|---|---|" + "---|" * len(r["content_tags"])]
     for name, s in r["policies"].items():
         tags = [wild.fmt(s["per_content"].get(t, {}).get("auc")) for t in r["content_tags"]]
-        lines.append(f"| {name} | {wild.fmt(s['pooled_auc'])} | {s['pooled_accuracy']:.3f} | {' | '.join(tags)} |")
-    lines += ["", "Per content tag: REAL of that tag against FAKE of it (n in the JSON); '–' where a class is "
-              "missing.", "", f"{r['minutes']} minutes in all ({r['wide_minutes']} for the {WIDE} px features)."]
+        lines.append(f"| {name} | {wild.fmt(s['pooled_auc'])} | {wild.fmt(s['size_matched_auc'])} | "
+                     f"{wild.fmt(s['content_matched_auc'])} | {s['pooled_accuracy']:.3f} | {' | '.join(tags)} |")
+    lines += ["", "Size-matched: within each of 10 quantile bins of the stored shorter side, as many REAL as FAKE "
+              f"({r['size_matched_n']} of each): a native crop shows less of a larger image, so it too carries the "
+              "stored size. Content-matched: the same on the content-only baseline's held-out score "
+              f"({r['content_matched_n']} of each). Per content tag: REAL of that tag against FAKE of it (n in the "
+              "JSON); '–' where a class is missing.", "",
+              f"{r['minutes']} minutes this run; the {WIDE} px features took {r['wide_minutes']} minutes when computed "
+              "(cached in benchmarks/runs/)."]
     return "\n".join(lines) + "\n"
 
 
@@ -121,16 +132,21 @@ def main() -> None:
     labels = np.array([int(r["cls"] == "FAKE") for r in rows])
     sources = np.array([r["source"] for r in rows])
     lite2 = wild.features_for(rows, root, wild.feature_cache(Path(args.cache), "lite2"), wild.PROBES["lite2"])
-    wide_started = time.time()
+    wide, wide_seconds = wide_features(rows, root, Path(args.cache).with_name(f"wild_scales_lite2_{WIDE}.npz"))
     feats = {"same_codec": lite2["same_codec"], "same_size": lite2["same_size"], "thumb": lite2["thumb"],
-             "wide": wide_features(rows, root, Path(args.cache).with_name(f"wild_scales_lite2_{WIDE}.npz"))}
-    wide_minutes = round((time.time() - wide_started) / 60, 1)
+             "wide": wide}
     folds = source_folds(list(sources), labels)
     p = {name: held_out(feats[view], labels, folds, sources) for name, view in POLICIES.items()}
     shipped, wide_p = p["512 px reduction, 2x2 tiles (shipped)"], p[f"{WIDE} px reduction, 4x4 tiles"]
     p[POOLED] = wild.mean_logit(shipped, wide_p)
     p[wild.CONTENT_BASELINE] = held_out(feats["thumb"], labels, folds, sources)
-    policies = {name: wild.summarise(ps, labels, rows) for name, ps in p.items()}
+    everything = np.ones(len(rows), bool)
+    by_size = wild.matched(np.log([min(int(r["width"]), int(r["height"])) for r in rows]), labels, everything)
+    by_content = wild.matched(p[wild.CONTENT_BASELINE], labels, everything)
+    policies = {name: {**wild.summarise(ps, labels, rows),
+                       "size_matched_auc": wild.summarise(ps, labels, rows, by_size)["pooled_auc"],
+                       "content_matched_auc": wild.summarise(ps, labels, rows, by_content)["pooled_auc"]}
+                for name, ps in p.items()}
     result = {"provenance": provenance().to_dict(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
               "command": "python benchmarks/wild_scales.py " + " ".join(sys.argv[1:]),
               "machine": f"{torch.get_num_threads()} threads, CPU", "large_px": LARGE,
@@ -138,7 +154,9 @@ def main() -> None:
               "folds": int(folds.max() + 1),
               "content_tags": sorted({t for s in policies.values() for t, c in s["per_content"].items()
                                       if c["n_real"] and c["n_fake"]}),
-              "policies": policies, "wide_minutes": wide_minutes, "minutes": round((time.time() - started) / 60, 1)}
+              "size_matched_n": int(by_size.sum() // 2), "content_matched_n": int(by_content.sum() // 2),
+              "policies": policies, "wide_minutes": round(wide_seconds / 60, 1),
+              "minutes": round((time.time() - started) / 60, 1)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "wild_scales.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "wild_scales.md").write_text(markdown(result))

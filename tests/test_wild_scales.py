@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from conftest import benchmark_script
@@ -25,13 +23,16 @@ def test_wide_features_are_the_mean_of_the_1024_px_reduction_s_tiles_and_are_cac
         Image.fromarray(pixels[name]).save(tmp_path / name)
     rows = [{"relpath": "a.png"}, {"relpath": "b.png"}]
     cache = tmp_path / "wide.npz"
-    feats = scales.wide_features(rows, tmp_path, cache)
+    feats, seconds = scales.wide_features(rows, tmp_path, cache)
+    assert seconds > 0
     model = scales.wild.build_model(scales.wild.default_config("lite2_probe"), pretrained=True).eval()
     views = tiles(decode_jpeg(same_size(pixels["b.png"], 1024)), 224, 16)
     assert views.shape == (16, 224, 224, 3)
     np.testing.assert_allclose(feats[1], scales.wild.embed(model, views).mean(0), rtol=1e-4, atol=1e-4)
     monkeypatch.setattr(scales, "decode_native", lambda data: pytest.fail("cached images are not decoded again"))
-    np.testing.assert_array_equal(scales.wide_features(rows[::-1], tmp_path, cache), feats[::-1])
+    again, seconds_again = scales.wide_features(rows[::-1], tmp_path, cache)
+    np.testing.assert_array_equal(again, feats[::-1])
+    assert seconds_again == pytest.approx(seconds)  # the time they took when computed, not this call's
 
 
 def test_held_out_scores_come_from_probes_that_never_saw_the_image_s_source():

@@ -46,7 +46,8 @@ Contenders, all on the same test images:
   benchmarks/xception_weights.py): frozen ImageNet Xception ported from Keras, every resolution's
   output pooled (3,224 values: models/xception_probe.py), on the same 224 px tiles as the Lite probes
   (not its native 299 px: every probe sees the same pixels, and 2x2 tiles of 299 px would overlap in a
-  512 px reduction), trained on the 512 px reductions as the bundled recipe and on codec-chain crops;
+  512 px reduction), trained on the 512 px reductions as the bundled recipe (LEAN: its features are the
+  reductions' only, 8 forward passes per image instead of 25);
 - `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
   1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec

@@ -345,6 +345,7 @@ def test_train_time_budget_stops_before_the_next_epoch_and_says_so(tiny_data, tm
     training = load_model_file(out / "model.pt")[1].summary["training"]
     assert training["config"]["epochs"] == 3 and training["config"]["time_budget_s"] == pytest.approx(0.006)
     assert training["epochs_run"] == 1  # the first epoch outlasts the budget: no second one starts
+    assert training["stopped_by_time_budget"] is True and training["stopped_early"] is False
     assert len(list(csv.DictReader(open(out / "history.csv")))) == 1
     assert "time budget of 0s reached after 1 epochs" in caplog.text
 

@@ -85,7 +85,8 @@ def write_report(out_dir: Path, summary: dict[str, Any], figures: dict[str, str]
             "## Training", "",
             f"- {train['epochs_run']} epochs in {train['seconds']:.0f} s "
             f"({train['median_img_per_s']:.0f} img/s median); best epoch {train['best_epoch']} "
-            f"(val loss {train['best_val_loss']:.4f}){', stopped early' if train.get('stopped_early') else ''}.",
+            f"(val loss {train['best_val_loss']:.4f}){', stopped early' if train.get('stopped_early') else ''}"
+            f"{', stopped by its time budget' if train.get('stopped_by_time_budget') else ''}.",
             f"- Model: {model['params']:,} parameters; config `{model['config']}`.",
             f"- Recipe: `{train['config']}`.",
             "- Training loss is measured against label-smoothed targets, validation loss against hard "

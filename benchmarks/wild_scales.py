@@ -155,7 +155,7 @@ def main() -> None:
               "content_tags": sorted({t for s in policies.values() for t, c in s["per_content"].items()
                                       if c["n_real"] and c["n_fake"]}),
               "size_matched_n": int(by_size.sum() // 2), "content_matched_n": int(by_content.sum() // 2),
-              "policies": policies, "wide_minutes": round(wide_seconds / 60, 1),
+              "policies": policies, "views": POLICIES, "wide_minutes": round(wide_seconds / 60, 1),
               "minutes": round((time.time() - started) / 60, 1)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "wild_scales.json").write_text(json.dumps(result, indent=1) + "\n")

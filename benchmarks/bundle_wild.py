@@ -139,6 +139,19 @@ def score_external(det: Detector, rows: list[dict], root: Path, rescore: bool) -
     return result
 
 
+def scale_note(path: Path) -> str:
+    """What the scale comparison (benchmarks/wild_scales.py) says of this policy on large photos, when it ran."""
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    auc = {view: r["policies"][name]["pooled_auc"] for name, view in r["views"].items()}
+    return (f" On the photoreal images with a shorter side of {r['large_px']:,} px or more ({r['n_real']:,} REAL, "
+            f"{r['n_fake']:,} FAKE, sources held out), the same recipe scores {fmt(auc['same_size'])} with "
+            f"this policy, {fmt(auc['wide'])} with a 1,024 px reduction in 4x4 tiles and "
+            f"{fmt(auc['same_codec'])} reading native tiles (wild_scales.md): this policy was chosen for speed "
+            "and memory on 12 MP photos, and on large photos it is the weakest of the three.")
+
+
 def card_extra(wild: dict, external: dict, flagging: dict, domain: DomainCheck, n_images: int,
                licence: dict[str, tuple[str, str]], counts: dict[str, list[int]], fp16: dict, half: bool) -> str:
     pr = wild["photoreal"]
@@ -170,7 +183,8 @@ def card_extra(wild: dict, external: dict, flagging: dict, domain: DomainCheck, 
              "12 MP photo is judged across its whole area at 1/6 of its resolution, not on a 224 px corner; its "
              "sensor noise is gone, as it is for every training image. Images under 512 px are not enlarged. "
              "Measured on the photoreal slice: native 512 px crops instead of the resize score "
-             f"{fmt(pr['contenders'][BUNDLED_RECIPE]['native_512']['pooled_auc'])} (wild.md).", "",
+             f"{fmt(pr['contenders'][BUNDLED_RECIPE]['native_512']['pooled_auc'])} (wild.md)."
+             + scale_note(RESULTS / "wild_scales.json"), "",
              "## Domain check", "",
              f"Fitted on the features of {n_images:,} development images; the threshold keeps "
              f"{domain.describe_threshold()} (in group k-fold, each fold's check scored the sources it never saw). "

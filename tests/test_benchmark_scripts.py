@@ -479,6 +479,18 @@ def test_bundle_wild_finds_each_source_s_licence_in_every_table_shape(tmp_path):
                      "gamma": ("o/c @ 3f", "Apache-2.0")}
 
 
+def test_bundle_wild_s_scale_note_quotes_each_policy_by_its_view(tmp_path):
+    bundle_wild = benchmark_script("bundle_wild")
+    assert bundle_wild.scale_note(tmp_path / "absent.json") == ""
+    views = {"native": "same_codec", "shipped": "same_size", "wide one": "wide"}
+    aucs = {"native": 0.8, "shipped": 0.7, "wide one": 0.75}
+    (tmp_path / "s.json").write_text(json.dumps({"large_px": 1024, "n_real": 3, "n_fake": 4, "views": views,
+                                                 "policies": {k: {"pooled_auc": v} for k, v in aucs.items()}}))
+    note = bundle_wild.scale_note(tmp_path / "s.json")
+    assert "scores 0.700 with this policy, 0.750 with a 1,024 px reduction" in note
+    assert "0.800 reading native tiles" in note and "(3 REAL, 4 FAKE" in note
+
+
 def test_spool_bytes_sees_a_process_s_open_temporary_files(tmp_path, monkeypatch):
     """The load benchmark's spool figure: an open temporary file counts by the disk it holds, a closed one
     no longer does. Tested apart from the load run, whose short requests may end between two samples."""

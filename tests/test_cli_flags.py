@@ -449,6 +449,7 @@ def test_train_no_codec_chain_trains_on_plain_native_crops(tmp_path, monkeypatch
     assert share == 1.0  # every training view is an untouched native crop of its own image
     training = load_model_file(out / "model.pt")[1].summary["training"]
     assert training["config"]["codec_chain"] is False and training["codec_chain"] is None
+    assert training["stopped_by_time_budget"] is False  # no budget: its epochs ran out, nothing stopped it
     share, out = plain_share([])
     assert share < 0.5  # by default the chain re-encodes (JPEG, rescale, blur, noise) most views
     assert list(load_model_file(out / "model.pt")[1].summary["training"]["codec_chain"]["jpeg_quality"]) == [65, 100]

@@ -84,7 +84,9 @@ def train_and_evaluate(
         "training": {"config": asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                      "best_val_loss": state.best_val_loss, "seconds": state.seconds,
                      "median_img_per_s": statistics.median(speeds), "stopped_early": state.stopped_early,
-                     "stopped_by_time_budget": state.out_of_time,
+                     # the loop ends when its epochs are done, by patience, or before an epoch that would overrun
+                     "stopped_by_time_budget": bool(cfg.time_budget_s) and state.epoch < cfg.epochs
+                     and not state.stopped_early,
                      "flops_per_image": flops, "images_seen": images_seen, "pflops": flops * images_seen / 1e15,
                      "precision": (str(amp_dtype(dev)).removeprefix("torch.") if train_amp(dev, cfg.cpu_amp)
                                    else "float32"),

@@ -91,8 +91,7 @@ class TrainState:
     bad_epochs: int = 0
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
-    stopped_early: bool = False  # by patience on the validation loss
-    out_of_time: bool = False  # by --time-budget, before an epoch that would overrun it
+    stopped_early: bool = False
 
 
 def _optimizer(model: DetectorNet, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -214,7 +213,6 @@ def train(
         last = state.history[-1]["seconds"] if state.history else 0.0
         if cfg.time_budget_s and state.seconds + last > cfg.time_budget_s:
             log.info("time budget of %.0fs reached after %d epochs", cfg.time_budget_s, state.epoch)
-            state.out_of_time = True
             break
         t0 = time.perf_counter()
         model.train()

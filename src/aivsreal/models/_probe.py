@@ -14,6 +14,13 @@ PROBE_RECIPE = {"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, 
 POOLS = ("mean", "mean_std")  # a stage pooled by its mean per channel, or by its mean and standard deviation
 
 
+def per_channel(pool: str) -> int:
+    """Values per channel of a stage pooled by `pool` (POOLS); any other name is a one-line error."""
+    if pool not in POOLS:
+        raise AivsrealError(f"probe pooling must be one of {', '.join(POOLS)}, got {pool!r}")
+    return 2 if pool == "mean_std" else 1
+
+
 def pooled(x: torch.Tensor, pool: str) -> list[torch.Tensor]:
     """A (N, C, H, W) stage pooled over the image (POOLS): [means] or [means, standard deviations]."""
     if pool == "mean":
@@ -49,3 +56,17 @@ class LinearProbe(nn.Module):
         with torch.no_grad():
             self.head.weight.copy_(torch.from_numpy(folded).view(1, -1))
             self.head.bias.fill_(float(bias - folded @ mean))
+
+
+class FrozenProbe(LinearProbe):
+    """A probe on a frozen backbone: only the head learns, and the backbone stays in eval mode whatever
+    `train()` says (no dropout, batch-norm statistics fixed), so that its features never drift."""
+
+    def __init__(self, backbone: nn.Module, width: int):
+        super().__init__(width)
+        self.backbone = backbone.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FrozenProbe:
+        super().train(mode)
+        self.backbone.eval()
+        return self

@@ -25,8 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import POOLS, PROBE_RECIPE, LinearProbe, pooled
+from aivsreal.models._probe import PROBE_RECIPE, FrozenProbe, per_channel, pooled
 from aivsreal.models._registry import register_model
 from aivsreal.models.efficientnet_lite import LITE_MEAN, LITE_STD, lite_backbone
 from aivsreal.models.network import ModelConfig
@@ -40,25 +39,17 @@ def default_config(name: str) -> ModelConfig:
                        options={"crop": 224, "pool": POOLING.get(name, "mean")})
 
 
-class StageProbe(LinearProbe):
+class StageProbe(FrozenProbe):
     """Frozen backbone (any timm EfficientNet-Lite) -> pooled stages (`features`) -> one linear layer.
     `pool`: "mean" (one value per channel) or "mean_std" (two: [means, standard deviations] per stage)."""
 
     def __init__(self, backbone: nn.Module, pool: str = "mean"):
-        if pool not in POOLS:
-            raise AivsrealError(f"probe pooling must be one of {', '.join(POOLS)}, got {pool!r}")
+        values = per_channel(pool)
         backbone.reset_classifier(0)  # the ImageNet classifier is never used: 1.3M weights less to store
         last_convs = [[m for m in stage.modules() if isinstance(m, nn.Conv2d)][-1] for stage in backbone.blocks]
         widths = [conv.out_channels for conv in last_convs]
-        per_channel = 2 if pool == "mean_std" else 1
-        super().__init__(per_channel * (sum(widths) + backbone.num_features))
+        super().__init__(backbone, values * (sum(widths) + backbone.num_features))
         self.pool = pool
-        self.backbone = backbone.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> StageProbe:
-        super().train(mode)
-        self.backbone.eval()  # frozen means its batch-norm statistics too
-        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         n = self.backbone

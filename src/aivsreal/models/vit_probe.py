@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import PROBE_RECIPE, LinearProbe
+from aivsreal.models._probe import PROBE_RECIPE, FrozenProbe
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 
@@ -49,17 +49,11 @@ def default_config(name: str) -> ModelConfig:
                        options={"crop": CROP, "arch": arch})
 
 
-class TokenProbe(LinearProbe):
+class TokenProbe(FrozenProbe):
     """Frozen ViT -> pooled class token (`features`) -> one linear layer."""
 
     def __init__(self, backbone: nn.Module):
-        super().__init__(backbone.num_features)
-        self.backbone = backbone.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> TokenProbe:
-        super().train(mode)
-        self.backbone.eval()  # frozen means no dropout either
-        return self
+        super().__init__(backbone, backbone.num_features)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -32,7 +32,7 @@ from torch import nn
 
 from aivsreal.data.cache import default_cache_dir
 from aivsreal.errors import AivsrealError
-from aivsreal.models._probe import POOLS, PROBE_RECIPE, LinearProbe, pooled
+from aivsreal.models._probe import PROBE_RECIPE, FrozenProbe, per_channel, pooled
 from aivsreal.models._registry import register_model
 from aivsreal.models.network import ModelConfig
 from aivsreal.models.weights import keras_layer_weights, load_state_dict_file
@@ -152,21 +152,13 @@ def xception_backbone(pretrained: bool, weights: str | None) -> nn.Module:
     return load_xception(path)
 
 
-class XceptionProbe(LinearProbe):
+class XceptionProbe(FrozenProbe):
     """Frozen Xception -> pooled stages (stem, BLOCK_STAGES, exit flow) -> one linear layer."""
 
     def __init__(self, backbone: nn.Module, pool: str = "mean"):
         widths = [64, 128, 256, 728, backbone.num_features]
-        if pool not in POOLS:
-            raise AivsrealError(f"probe pooling must be one of {', '.join(POOLS)}, got {pool!r}")
-        super().__init__((2 if pool == "mean_std" else 1) * sum(widths))
+        super().__init__(backbone, per_channel(pool) * sum(widths))
         self.pool = pool
-        self.backbone = backbone.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> XceptionProbe:
-        super().train(mode)
-        self.backbone.eval()  # frozen means its batch-norm statistics too
-        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         n, out = self.backbone, []

@@ -47,6 +47,7 @@ from wild import (
     PROBES,
     RESULTS,
     cross_validate,
+    data_args,
     feature_cache,
     features_for,
     fmt,
@@ -213,12 +214,7 @@ def card_extra(wild: dict, external: dict, flagging: dict, domain: DomainCheck, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--wild", required=True, help="the extracted images (OUT of benchmarks/photoreal/extract.py)")
-    ap.add_argument("--labels", nargs="+", required=True, help="wild.py's --labels")
-    ap.add_argument("--add", nargs="*", default=[], help="wild.py's --add")
-    ap.add_argument("--content", default="benchmarks/wild_content.csv", help="wild.py's --content")
-    ap.add_argument("--external", default="benchmarks/photoreal/external.txt", help="wild.py's --external")
-    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's --cache")
+    data_args(ap)
     ap.add_argument("--sources", nargs="+", default=[str(p) for p in SOURCES_MD],
                     help="the sources tables and notes with the licences")
     ap.add_argument("--rescore-external", action="store_true",

@@ -759,8 +759,9 @@ def photoreal_mask(rows: list[dict]) -> np.ndarray:
     return np.array([r["content"] not in NOT_PHOTOREAL for r in rows])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def data_args(ap: argparse.ArgumentParser) -> None:
+    """The images, labels and caches every script on the wild set reads (this one, bundle_wild.py,
+    wild_scales.py), named and defaulted alike."""
     ap.add_argument("--wild", required=True, help="the extracted images (OUT of benchmarks/photoreal/extract.py)")
     ap.add_argument("--labels", nargs="+", required=True,
                     help="the development set's labels.csv, then its additions (benchmarks/wild_extra/labels.csv): "
@@ -771,7 +772,12 @@ def main() -> None:
                     help="content tags of images whose labels file has no content column")
     ap.add_argument("--external", default="benchmarks/photoreal/external.txt",
                     help="the locked external sources, one per line: never scored here")
-    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz")
+    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="where the feature caches live")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data_args(ap)
     ap.add_argument("--probes", nargs="*", choices=list(PROBES), default=[p for p in PROBES if p not in OPT_IN],
                     help="the frozen backbones to compute (default: all; each is 9-21 forward passes per image)")
     ap.add_argument("--trained", nargs="*", choices=[s.key for s in TRAINED], default=[s.key for s in TRAINED],

@@ -115,12 +115,7 @@ def markdown(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--wild", required=True, help="the extracted images (OUT of benchmarks/photoreal/extract.py)")
-    ap.add_argument("--labels", nargs="+", required=True, help="wild.py's --labels")
-    ap.add_argument("--add", nargs="*", default=[], help="wild.py's --add")
-    ap.add_argument("--content", default="benchmarks/wild_content.csv", help="wild.py's --content")
-    ap.add_argument("--external", default="benchmarks/photoreal/external.txt", help="wild.py's --external")
-    ap.add_argument("--cache", default="benchmarks/runs/wild_features.npz", help="wild.py's --cache")
+    wild.data_args(ap)
     args = ap.parse_args()
     started = time.time()
     root = Path(args.wild).expanduser()

@@ -82,12 +82,8 @@ def wide_features(rows: list[dict], root: Path, cache: Path) -> tuple[np.ndarray
 
 def held_out(feats: np.ndarray, labels: np.ndarray, folds: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """P(fake) of each image from the probe of the fold that held its source out (one view per image)."""
-    p = np.full(len(labels), np.nan)
-    for f in range(folds.max() + 1):
-        fit, test = folds != f, folds == f
-        c = wild.inner_c(feats[fit][:, None], labels[fit], sources[fit])
-        p[test] = wild.probe(feats[fit][:, None], labels[fit], c).predict_proba(feats[test])[:, 1]
-    return p
+    views = {"view": feats[:, None], "test": feats}
+    return wild.cross_validate(views, labels, folds, "view", sources, conditions=("test",))[0]["test"]
 
 
 def markdown(r: dict) -> str:

@@ -47,12 +47,15 @@ Contenders, all on the same test images:
   output pooled (3,224 values: models/xception_probe.py), on the same 224 px tiles as the Lite probes
   (not its native 299 px: every probe sees the same pixels, and 2x2 tiles of 299 px would overlap in a
   512 px reduction), trained on the 512 px reductions as the bundled recipe (LEAN: its features are the
-  reductions' only, 8 forward passes per image instead of 25);
+  reductions' only, 8 forward passes per image instead of 25); and its mean-logit ensemble with the
+  Lite2 probe on codec-chain crops (two backbones, each among the best alone);
 - `lite2 probe, sources weighted`: the Lite2 probe with each training image weighted by
   1/sqrt(the size of its source) (`source_weights`), so that the three largest sources dominate less;
 - trained per fold by `aivsreal train`'s own loop on native crops read from disk through the codec
-  chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet;
-  scored through `Detector.predict` (up to 3x3 native tiles, logits averaged);
+  chain (train/batches.py): `fast` from scratch, and EfficientNet-Lite0 fine-tuned from ImageNet
+  (on the files as stored, 160 px crops, for the second table; on 224 px crops of the 512 px
+  reductions for the headline); scored through `Detector.predict` (up to 3x3 native tiles, logits
+  averaged);
 - `clip probe`, `dinov2 probe` (only with --vit-probe; not in the committed figures, whose machine had
   no such weights): UnivFD's frozen CLIP ViT-L/14 or DINOv2 ViT-L/14, the pooled class token
   (1,024 values: models/vit_probe.py), the same views and logistic regression;
@@ -137,6 +140,7 @@ VIT_PROBES = tuple(ARCHS)  # clip_probe, dinov2_probe: weights from the Hub or a
 # tiles of their 512 px reductions); before, CHAIN_RECIPE: the same probe on codec-chain native crops
 BUNDLED_RECIPE, BUNDLED_PROBE = "lite2 probe (512 px reductions)", "lite2"
 CHAIN_RECIPE = "lite2 probe (codec chain)"
+XCEPTION_RECIPE = "xception probe (512 px reductions)"
 
 
 def embed(model: DetectorNet, crops: np.ndarray) -> np.ndarray:
@@ -609,7 +613,7 @@ def probe_contenders(feats: dict[str, dict], vit_feats: dict[str, dict],
         out[CHAIN_RECIPE] = (feats[BUNDLED_PROBE], "chain", False)
         out[BUNDLED_RECIPE] = (reductions_view(feats[BUNDLED_PROBE]), "same_size_view", False)
     if "xception" in feats:  # a contender for the bundled recipe: in the headline-only runs too (LEAN: no chain)
-        out["xception probe (512 px reductions)"] = (reductions_view(feats["xception"]), "same_size_view", False)
+        out[XCEPTION_RECIPE] = (reductions_view(feats["xception"]), "same_size_view", False)
     if "lite0" in have:
         out["lite0 probe (codec chain)"] = (feats["lite0"], "chain", False)
         out["lite0 probe (plain crops)"] = (feats["lite0"], "plain", False)
@@ -672,16 +676,29 @@ def evaluate(rows: list[dict], idx: np.ndarray, probe_feats: dict, vit_feats: di
     trained = {spec.name: trained_scores(spec, rows, root, labels, folds, blobs,
                                          cache.with_name(f"wild_{spec.key}_{spec.crop}_{tag}.npz"), store)
                for spec in specs}
-    pairs = {f"{spec.name} + {name}, mean logit": (trained[spec.name][0], fitted[name][0])
-             for spec in specs if spec.reduced for name in (CHAIN_RECIPE, BUNDLED_RECIPE) if name in fitted}
     scores = {**{name: p for name, (p, _) in fitted.items()},
               SHORTCUT: shortcut(next(iter(mine.values())), labels, folds),
               **{name: p for name, (p, _) in trained.items()},
-              **{name: {c: mean_logit(a[c], b[c]) for c in CONDITIONS} for name, (a, b) in pairs.items()},
+              **ensembles({name: p for name, (p, _) in fitted.items()},
+                          {spec.name: trained[spec.name][0] for spec in specs if spec.reduced}),
               "cifake (bundled, 32 px)": detector_scores(Detector.load("cifake", device="cpu"), rows, root, blobs,
                                                          store)}
     return Evaluation(rows, folds, scores, {name: c for name, (_, c) in fitted.items()},
                       {spec.name: {**asdict(spec), **trained[spec.name][1]} for spec in specs})
+
+
+def ensembles(probes: dict[str, dict[str, np.ndarray]], trained: dict[str, dict[str, np.ndarray]]
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """Mean-logit pairs, each condition's P(fake): every headline-scale trained model with each Lite2
+    probe (a trace model beside a probe), and the two strongest backbones' probes, Lite2 on codec-chain
+    crops and Xception on the reductions."""
+    pairs = [(t, probe_name) for t in trained for probe_name in (CHAIN_RECIPE, BUNDLED_RECIPE)
+             if probe_name in probes]
+    members = {**trained, **probes}
+    if {CHAIN_RECIPE, XCEPTION_RECIPE} <= set(probes):
+        pairs.append((CHAIN_RECIPE, XCEPTION_RECIPE))
+    return {f"{a} + {b}, mean logit": {c: mean_logit(members[a][c], members[b][c]) for c in CONDITIONS}
+            for a, b in pairs}
 
 
 def mean_logit(*ps: np.ndarray) -> np.ndarray:

@@ -353,9 +353,9 @@ def test_the_xception_probe_contends_with_the_bundled_recipe_in_a_headline_only_
                      "thumb": rng.normal(size=(3, n)), **{c: rng.normal(size=(3, n)) for c in wild.CONDITIONS}}
              for short, n in (("lite2", 5), ("xception", 7))}
     headline = wild.probe_contenders(feats, {}, headline_only=True)
-    assert set(headline) == {wild.CHAIN_RECIPE, wild.BUNDLED_RECIPE, "xception probe (512 px reductions)",
+    assert set(headline) == {wild.CHAIN_RECIPE, wild.BUNDLED_RECIPE, wild.XCEPTION_RECIPE,
                              wild.CONTENT_BASELINE}
-    x, view, weighted = headline["xception probe (512 px reductions)"]
+    x, view, weighted = headline[wild.XCEPTION_RECIPE]
     assert view == "same_size_view" and not weighted and np.array_equal(x[view][:, 0], feats["xception"]["same_size"])
     assert "xception probe (codec chain)" not in wild.probe_contenders(feats, {})  # LEAN: no chain views
     assert "xception" in wild.PROBES and "xception" in wild.OPT_IN  # run only when asked: weights made by hand
@@ -415,3 +415,21 @@ def test_matching_on_the_content_score_leaves_the_content_baseline_at_chance():
     assert labels[keep].sum() * 2 == keep.sum()
     assert abs(roc_auc_score(labels[keep], p[keep]) - 0.5) < 0.06
     assert np.array_equal(keep, wild.matched(p, labels, mask))  # seeded
+
+
+def test_ensembles_pair_each_trace_model_with_each_lite2_probe_and_the_two_backbones():
+    """The names are the rows of wild.md; each pair's P(fake) is the mean of its members' logits."""
+    wild = benchmark_script("wild")
+    rng = np.random.default_rng(1)
+    p = {name: {c: rng.uniform(0.05, 0.95, 6) for c in wild.CONDITIONS}
+         for name in (wild.CHAIN_RECIPE, wild.BUNDLED_RECIPE, wild.XCEPTION_RECIPE)}
+    trace = {"npr": {c: rng.uniform(0.05, 0.95, 6) for c in wild.CONDITIONS}}
+    out = wild.ensembles(p, trace)
+    assert set(out) == {f"npr + {wild.CHAIN_RECIPE}, mean logit", f"npr + {wild.BUNDLED_RECIPE}, mean logit",
+                        f"{wild.CHAIN_RECIPE} + {wild.XCEPTION_RECIPE}, mean logit"}
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    pair = out[f"{wild.CHAIN_RECIPE} + {wild.XCEPTION_RECIPE}, mean logit"]["same_size"]
+    expected = (logit(p[wild.CHAIN_RECIPE]["same_size"]) + logit(p[wild.XCEPTION_RECIPE]["same_size"])) / 2
+    assert pair == pytest.approx(1 / (1 + np.exp(-expected)), abs=1e-6)
+    without_xception = {k: v for k, v in p.items() if k != wild.XCEPTION_RECIPE}
+    assert all(wild.XCEPTION_RECIPE not in name for name in wild.ensembles(without_xception, {}))

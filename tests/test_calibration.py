@@ -18,7 +18,7 @@ from aivsreal.evaluate.calibration import (
     sigmoid,
 )
 from aivsreal.models.hub import load_model
-from aivsreal.models.network import predict_logits
+from aivsreal.models.network import logits_and_features
 from aivsreal.predict.detector import Detector
 
 
@@ -112,6 +112,6 @@ def test_evaluate_calibrate_stores_temperature_and_threshold_used_everywhere(tra
     # The Python API (and so predict and the server) applies both.
     pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     det = Detector.load(model_path, device="cpu", precision="fp32")
-    z = predict_logits(network, pixels, torch.device("cpu"), tta=meta.tta, amp=False)
+    z = logits_and_features(network, pixels, torch.device("cpu"), tta=meta.tta, amp=False)[0]
     np.testing.assert_allclose(det.predict_proba(pixels), sigmoid(z / t), atol=1e-6)
     assert det.threshold == thr

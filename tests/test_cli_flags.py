@@ -24,7 +24,7 @@ from aivsreal.data.splits import DataOptions
 from aivsreal.explain.gradcam import Explainer, default_layer
 from aivsreal.explain.overlays import side_by_side
 from aivsreal.models.file import ModelMeta, load_model_file, save_model
-from aivsreal.models.network import predict_logits, sigmoid
+from aivsreal.models.network import image_logits_and_features, logits_and_features, sigmoid
 from aivsreal.predict.detector import Detector
 
 
@@ -251,7 +251,7 @@ def test_evaluate_target_precision_picks_the_lowest_threshold_that_reaches_it(tr
     assert meta.threshold != 0.5 and meta.operating_point["chosen_on"] == "val"
     # Recompute on the validation split the model's own recipe rebuilds, scored as calibration scores it.
     saved = load_saved(model, DataOptions(path=str(data), cache_dir=str(tmp_path / "c")), "cpu")
-    p = sigmoid(predict_logits(saved.network, saved.data.val.images, saved.device, tta=meta.tta)
+    p = sigmoid(image_logits_and_features(saved.network, saved.data.val.images, saved.device, tta=meta.tta)[0]
                 / meta.temperature)
     y = saved.data.val.labels == 1
 
@@ -319,9 +319,9 @@ def test_train_no_tta_is_stored_and_used(flagged_run, trained_run):
     assert load_model_file(trained_run[1] / "model.pt")[1].tta is True  # the default, without --no-tta
     det = Detector.load(out / "model.pt", device="cpu", precision="fp32")
     pixels = np.stack([det.to_pixels(str(p)) for p in sorted((data / "test").rglob("*.jpg"))[:8]])
-    plain = sigmoid(predict_logits(det.network, pixels, torch.device("cpu"), tta=False, amp=False)
+    plain = sigmoid(logits_and_features(det.network, pixels, torch.device("cpu"), tta=False, amp=False)[0]
                     / meta.temperature)
-    mirrored = sigmoid(predict_logits(det.network, pixels, torch.device("cpu"), tta=True, amp=False)
+    mirrored = sigmoid(logits_and_features(det.network, pixels, torch.device("cpu"), tta=True, amp=False)[0]
                        / meta.temperature)
     assert np.abs(plain - mirrored).max() > 1e-4  # TTA would change the scores...
     np.testing.assert_allclose(det.predict_proba(pixels), plain, atol=1e-6)  # ... and predict does not use it
@@ -359,7 +359,7 @@ def test_train_calibrate_fits_the_temperature_on_validation(flagged_run):
     assert MIN_TEMPERATURE * 1.1 < meta.temperature < MAX_TEMPERATURE / 1.1 and abs(meta.temperature - 1) > 0.05
     assert json.loads((out / "metrics.json").read_text())["temperature"] == meta.temperature
     saved = load_saved(out / "model.pt", DataOptions(path=str(data), cache_dir=str(cache)), "cpu")
-    logits = {name: predict_logits(saved.network, split.images, saved.device, tta=meta.tta)
+    logits = {name: image_logits_and_features(saved.network, split.images, saved.device, tta=meta.tta)[0]
               for name, split in (("val", saved.data.val), ("test", saved.data.test))}
     on_val = fit_temperature(logits["val"], saved.data.val.labels)
     on_test = fit_temperature(logits["test"], saved.data.test.labels)

@@ -137,3 +137,41 @@ def test_crop_refuses_options_it_cannot_honour(tmp_path, capsys, extra, wanted):
                  "--out", str(tmp_path / "run"), "--no-cache", *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and wanted in err[-1]
+
+
+def test_evaluate_scores_each_file_as_predict_does_not_one_centre_crop(tmp_path):
+    """A native-crop model that rescales, re-encodes and tiles (as the bundled `wild` does): `evaluate`'s
+    P(fake) per test image is `predict`'s, and differs from a centre crop's (so the test can fail)."""
+    from aivsreal.models import build_model, default_config
+    from aivsreal.models.file import save_model
+    from aivsreal.models.network import logits_and_features, sigmoid
+
+    rng = np.random.default_rng(3)
+    for cls in ("REAL", "FAKE"):
+        folder = tmp_path / "data" / cls
+        folder.mkdir(parents=True)
+        for i in range(10):  # flat on one side, noise on the other: tiles and the centre disagree
+            px = np.full((200, 300, 3), rng.integers(40, 200), np.uint8)
+            px[:, 150:] = rng.integers(0, 255, (200, 150, 3))
+            Image.fromarray(px).save(folder / f"{i}.png")
+    torch.manual_seed(0)
+    config = default_config("fast")
+    config.options.update(crop=64, rescale=128, reencode=90, max_tiles=4)
+    config.image_size = config.input_size = 64
+    model = tmp_path / "model.pt"
+    network = build_model(config)
+    with torch.no_grad():  # an untrained head answers ~0.5 everywhere: make what it reads show
+        [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(5000)
+    save_model(model, network)
+    assert main(["evaluate", "--model", str(model), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev"),
+                 "--no-cache"]) == 0
+    rows = [r.split(",") for r in (tmp_path / "ev" / "predictions_test.csv").read_text().splitlines()[1:]]
+    evaluated = np.array([float(r[3]) for r in rows])
+    det = Detector.load(model, device="cpu", precision="fp32")
+    assert det.decode((tmp_path / "data" / "REAL" / "0.png").read_bytes())[0].shape == (4, 64, 64, 3)  # 128x192
+    predicted = np.array([p.p_fake for p in det.predict([r[0] for r in rows])])
+    assert evaluated == pytest.approx(predicted, abs=2e-3)
+    refs = {ref.display: ref for ref in find_splits(tmp_path / "data")["all"].refs}
+    centre = CentreCrops([refs[r[0]] for r in rows], 64)
+    one_crop = sigmoid(logits_and_features(det.network, centre[:], torch.device("cpu"))[0])
+    assert np.abs(one_crop - evaluated).max() > 2e-2

@@ -5,7 +5,7 @@ import torch
 from aivsreal.data.splits import SplitRecipe, prepare
 from aivsreal.errors import AivsrealError
 from aivsreal.models import build_model, default_config
-from aivsreal.models.network import predict_logits
+from aivsreal.models.network import logits_and_features
 from aivsreal.train.augment import alternating_flips, cutout, degrade, flip_and_translate
 from aivsreal.train.checkpoint import CHECKPOINT
 from aivsreal.train.loop import TrainConfig, train
@@ -22,7 +22,7 @@ def test_learns_a_separable_dataset(run_data, tmp_path):
     model = build_model(default_config("fast"))
     state = train(model, run_data.train, run_data.val, QUICK, tmp_path, torch.device("cpu"))
     assert state.epoch == 3 and len(state.history) == 3
-    fake = predict_logits(model, run_data.test.images, torch.device("cpu")) >= 0  # P(FAKE) >= 0.5
+    fake = logits_and_features(model, run_data.test.images, torch.device("cpu"))[0] >= 0  # P(FAKE) >= 0.5
     assert (fake == run_data.test.labels).mean() >= 0.9
     assert (tmp_path / CHECKPOINT).exists() and (tmp_path / "history.csv").exists()
     # the LR each epoch's last step used: positive, rising then falling (OneCycle), never the
@@ -121,7 +121,7 @@ def test_muon_learns_with_orthogonal_filter_steps(run_data, tmp_path):
     state = train(model, run_data.train, run_data.val, TrainConfig(**{**QUICK.__dict__, "optimizer": "muon"}),
                   tmp_path, torch.device("cpu"))
     assert state.epoch == 3
-    fake = predict_logits(model, run_data.test.images, torch.device("cpu")) >= 0
+    fake = logits_and_features(model, run_data.test.images, torch.device("cpu"))[0] >= 0
     assert (fake == run_data.test.labels).mean() >= 0.9
     for p in model.parameters():
         if p.ndim == 4:
@@ -261,7 +261,7 @@ def test_a_teacher_pulls_the_training_targets(run_data, tmp_path):
         model = build_model(default_config("fast"))
         cfg = TrainConfig(**{**QUICK.__dict__, "teacher": teacher})
         train(model, tr, run_data.val, cfg, tmp_path / name.replace(" ", "_"), cpu)
-        p = 1 / (1 + np.exp(-predict_logits(model, tr.images, cpu)))
+        p = 1 / (1 + np.exp(-logits_and_features(model, tr.images, cpu)[0]))
         certainty[name] = float(np.abs(p - 0.5).mean())
     assert certainty["contradicting teacher"] < certainty["plain"] / 2, certainty
 

@@ -19,7 +19,7 @@ from aivsreal.evaluate.calibration import CalibrationOptions, calibrate_on_val
 from aivsreal.evaluate.scores import score_splits
 from aivsreal.models import build_model, default_config, train_recipe
 from aivsreal.models.file import ModelMeta, save_model
-from aivsreal.models.network import ModelConfig, predict_logits, sigmoid
+from aivsreal.models.network import ModelConfig, image_logits_and_features, sigmoid
 from aivsreal.safe_io import writable_dir
 from aivsreal.train import distributed
 from aivsreal.train.augment import CodecChain
@@ -103,7 +103,7 @@ def train_and_evaluate(
         meta.summary = write_evaluation(out, ev, summary, state.history)
         val_p = ev.scores["val"].p_fake
     else:
-        val_p = sigmoid(predict_logits(model, rd.val.images, dev, tta=meta.tta) / meta.temperature)
+        val_p = sigmoid(image_logits_and_features(model, rd.val.images, dev, tta=meta.tta)[0] / meta.temperature)
     save_model(out / "model.pt", model, meta)
     distributed.finish()
     constant = constant_model(val_p, rd.val.labels, meta.threshold)

@@ -5,7 +5,8 @@ CIFAKE's 32 px, impossible for photos at their own resolution (3,600 images at 2
 36 GB of pixels). Here a split holds file references only:
 - training views are random native crops (through the codec chain), decoded by DataLoader worker
   processes a few batches ahead (train/batches.py);
-- evaluation reads one deterministic centre crop per image, a batch at a time (`CentreCrops`).
+- validation during training reads one deterministic centre crop per image, a batch at a time
+  (`CentreCrops`); the final scores read every view `predict` would (`CentreCrops.views`).
 
 Memory is bounded whatever the dataset size: each worker holds one decoded image (at most
 MAX_PIXELS, 192 MB) and the loader at most `workers x PREFETCH` batches of crops; a test
@@ -16,17 +17,19 @@ scaled up (`padded_note` says how many).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
-from aivsreal.data.crops import centre_crop
+from aivsreal.data.crops import centre_crop, decode_views
 from aivsreal.data.images import BadImageError, decode_native, stored_size
 from aivsreal.data.sources import ImageRef, Split, read_ref
 
 
 class CentreCrops:
-    """A split's evaluation pixels, decoded on demand: indexing gives (n, crop, crop, 3) uint8 like
-    the in-memory arrays, so scoring, calibration and the domain check read either the same way."""
+    """A split's evaluation pixels, decoded on demand: indexing gives one centre crop per image,
+    (n, crop, crop, 3) uint8 like the in-memory arrays, so training's validation and the domain check
+    read either the same way; `views` gives what `predict` reads, for the scores a report states."""
 
     def __init__(self, refs: list[ImageRef], crop: int):
         self.refs, self.crop = list(refs), crop
@@ -53,11 +56,18 @@ class CentreCrops:
     def _one(self, i: int) -> np.ndarray:
         return centre_crop(decode_at(self.refs[i]), self.crop)
 
+    def views(self, i: int, max_tiles: int, *, rescale: int | None = None, draft: bool = True,
+              reencode: int | None = None) -> np.ndarray:
+        """Every view a native-crop model's policy cuts from image `i`, (V, crop, crop, 3): what `predict`
+        reads from the same file (data/crops.decode_views), so that a report's figures are predict's."""
+        return decode_at(self.refs[i], lambda data: decode_views(data, self.crop, self.crop, max_tiles,
+                                                                 rescale=rescale, draft=draft, reencode=reencode)[0])
 
-def decode_at(ref: ImageRef) -> np.ndarray:
-    """`decode_native` of a file a split refers to, its name in any error."""
+
+def decode_at(ref: ImageRef, decode: Callable[[bytes], np.ndarray] = decode_native) -> np.ndarray:
+    """`decode` (native pixels by default) of a file a split refers to, its name in any error."""
     try:
-        return decode_native(read_ref(ref))
+        return decode(read_ref(ref))
     except BadImageError as e:
         raise BadImageError(str(e) if ref.display in str(e) else f"{ref.display}: {e}") from None
 

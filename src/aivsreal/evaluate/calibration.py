@@ -25,7 +25,7 @@ from aivsreal.data.cache import DecodedSplit
 from aivsreal.errors import AivsrealError
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import ModelMeta
-from aivsreal.models.network import predict_logits, sigmoid
+from aivsreal.models.network import image_logits_and_features, sigmoid
 
 N_BINS = 15
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
@@ -154,7 +154,7 @@ def calibrate_on_val(model: DetectorNet, val: DecodedSplit, device: torch.device
 
     Never fitted on test: the test figures would then be tuned to the test split.
     """
-    logits = predict_logits(model, val.images, device, tta=meta.tta)
+    logits = image_logits_and_features(model, val.images, device, tta=meta.tta)[0]
     old_t = meta.temperature
     if options.temperature:
         new_t = fit_temperature(logits, val.labels)

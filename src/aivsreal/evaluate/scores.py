@@ -17,7 +17,7 @@ from aivsreal.evaluate.calibration import expected_calibration_error, operating_
 from aivsreal.evaluate.metrics import binary_metrics
 from aivsreal.models import DetectorNet
 from aivsreal.models.file import ModelMeta
-from aivsreal.models.network import logits_and_features, sigmoid
+from aivsreal.models.network import image_logits_and_features, sigmoid
 
 NO_DUPLICATES = "test (no train duplicates)"
 
@@ -44,7 +44,7 @@ def score_splits(model: DetectorNet, splits: dict[str, DecodedSplit], device: to
     """Metrics for every split (plus test without the images leaked from train, if given)."""
     ev = Evaluation(meta)
     for name, data in splits.items():
-        logits, features = logits_and_features(model, data.images, device, tta=meta.tta)
+        logits, features = image_logits_and_features(model, data.images, device, tta=meta.tta)
         p_fake = sigmoid(logits / meta.temperature)
         ev.metrics[name] = binary_metrics(data.labels, p_fake, meta.threshold)
         domain = None

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from aivsreal.data.crops import MAX_TILES
+from aivsreal.data.stream import CentreCrops
 from aivsreal.device import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,15 +172,33 @@ def logits_and_features(model: DetectorNet, images: np.ndarray, device: torch.de
     return torch.cat(logits).numpy().astype(np.float64), torch.cat(feats).numpy()
 
 
+FILES_PER_PASS = 32  # files decoded at once by `image_logits_and_features`: at most 32 x 9 views held
+
+
+def image_logits_and_features(model: DetectorNet, images: np.ndarray | CentreCrops, device: torch.device,
+                              tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One logit and one feature row per image, as `predict` scores it: a split read from disk (a
+    native-crop model's) through every view the model's policy cuts from each file (tiles, `rescale`,
+    `reencode`), their logits and features averaged; so `evaluate` and calibration state what `predict`
+    gives, not the figures of one centre crop. An in-memory split is `logits_and_features`."""
+    if not isinstance(images, CentreCrops) or len(images) == 0:
+        return logits_and_features(model, images, device, tta=tta)
+    c = model.config
+    logits, feats = [], []
+    for start in range(0, len(images), FILES_PER_PASS):
+        views = [images.views(i, c.max_tiles, rescale=c.rescale, draft=c.draft, reencode=c.reencode)
+                 for i in range(start, min(start + FILES_PER_PASS, len(images)))]
+        logit, f = logits_and_features(model, np.concatenate(views), device, tta=tta)
+        counts = np.array([len(v) for v in views])
+        edges = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        logits.append(np.add.reduceat(logit, edges) / counts)
+        feats.append(np.add.reduceat(f, edges, axis=0) / counts[:, None])
+    return np.concatenate(logits), np.concatenate(feats).astype(np.float32)
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """P from a logit, in float64."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))  # no overflow for large |z|
-
-
-def predict_logits(model: DetectorNet, images: np.ndarray, device: torch.device,
-                   batch_size: int = 256, tta: bool = False, amp: bool = True) -> np.ndarray:
-    """`logits_and_features` without the features: what training and calibration need."""
-    return logits_and_features(model, images, device, batch_size, tta, amp)[0]
 
 
 def combine_views(p_fake: np.ndarray, features: np.ndarray | None,

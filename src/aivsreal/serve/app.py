@@ -206,17 +206,16 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
                 slots.append(len(entries))
             entries.append(entry)
         if pixels:
-            views = np.concatenate(pixels)
-            scores = predictor.predict(views, images=len(pixels))  # Overloaded: 503
-            probs, features = combine_views(*scores, [len(v) for v in pixels])
+            flat, counts = np.concatenate(pixels), [len(v) for v in pixels]
+            scores = predictor.predict(flat, images=len(pixels))  # Overloaded: 503
+            probs, features = combine_views(*scores, counts)
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
                                      domain_score=pred.domain_score, domain_reason=pred.domain_reason,
                                      experimental=pred.experimental)
             if explain:  # every view of each image, on the model's thread, in the queue's bound
-                counts = [len(v) for v in pixels]
-                maps = predictor.call(lambda: explainer.explain(views, p_fake=probs, views=counts), images=len(counts))
+                maps = predictor.call(lambda: explainer.explain(flat, p_fake=probs, views=counts), images=len(counts))
                 for slot, px, cams, layout in zip(slots, pixels, np.split(maps, np.cumsum(counts)[:-1]), layouts,
                                                   strict=True):
                     drawn = png_bytes(blend(picture(px, cams, layout)))

@@ -73,6 +73,25 @@ def test_a_small_canvas_drops_the_reflect_padding():
     np.testing.assert_array_equal(pic.image, image)
 
 
+@pytest.mark.parametrize("rescale, stored, shown", [(None, (96, 40), (96, 40)), (64, (320, 160), (128, 64))])
+def test_the_layout_is_the_canvas_the_model_read_not_the_stored_size(tmp_path, rescale, stored, shown):
+    """EXIF rotation (and `rescale`) make the canvas differ from the stored (width, height)."""
+    from aivsreal.predict.detector import Detector
+
+    torch.manual_seed(0)
+    config = default_config("fast")
+    config.options = {**config.options, "crop": CROP, **({"rescale": rescale} if rescale else {})}
+    save_model(tmp_path / "m.pt", build_model(config))
+    det = Detector.load(tmp_path / "m.pt", device="cpu")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated a quarter turn: portrait
+    buf = io.BytesIO()
+    Image.fromarray(canvas(stored[1], stored[0])).save(buf, format="JPEG", exif=exif.tobytes())
+    views, _, layout = det.decode(buf.getvalue())
+    assert layout.canvas == shown and layout.crop == CROP  # (height, width), upright: not the stored 40 or 160 high
+    assert layout == tile_layout(*shown, CROP) and len(views) == len(layout.origins)
+
+
 def linear_tiled_model() -> DetectorNet:
     """Grad-CAM of a 1x1 conv, global average and linear unit is the model's per-pixel evidence
     (tests/test_explain.py): with no bias, black pixels carry none, so only tiles that see a patch do."""

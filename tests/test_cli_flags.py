@@ -22,7 +22,7 @@ from PIL import Image
 from aivsreal.cli import main
 from aivsreal.data.splits import DataOptions
 from aivsreal.explain.gradcam import Explainer, default_layer
-from aivsreal.explain.overlays import side_by_side
+from aivsreal.explain.overlays import panels, picture, side_by_side
 from aivsreal.models.file import ModelMeta, load_model_file, save_model
 from aivsreal.models.network import image_logits_and_features, logits_and_features, sigmoid
 from aivsreal.predict.detector import Detector
@@ -198,12 +198,14 @@ def test_explain_a_native_crop_model(tmp_path):
     assert main(["explain", str(image), "--model", str(out / "model.pt"), "--out", str(tmp_path / "x"),
                  "--size", "64", "--target", "FAKE", "--device", "cpu"]) == 0
     written = png(tmp_path / "x" / "0.gradcam.png")
-    pixels = det.decode(str(image))[0][0]  # the model's first native tile, as explained
-    cam = Explainer(det).explain(pixels[None], target="FAKE")[0]
-    assert cam.shape == (32, 32)  # the map covers the whole tile the model read
-    assert cam.max() == pytest.approx(1.0, abs=1e-5) and cam.std() > 0.01  # not all zeros, not flat
-    same_png(written, side_by_side(pixels, cam, 64))
-    assert not np.array_equal(written, side_by_side(pixels, np.zeros_like(cam), 64))
+    views, _, layout = det.decode(str(image))  # four 32 px tiles covering the 40x48 image
+    assert layout.canvas == (40, 48) and len(views) == len(layout.origins) == 4
+    cams = Explainer(det).explain(views, target="FAKE", views=[len(views)])
+    assert cams.shape == (4, 32, 32)  # every tile the model read is explained
+    assert cams.max() == pytest.approx(1.0, abs=1e-5) and cams.std() > 0.01  # not all zeros, not flat
+    assert written.shape == (53, 64 * 2 + 8, 3)  # the 40x48 canvas at 64 px, not a square tile
+    same_png(written, panels(picture(views, cams, layout, 64)))
+    assert not np.array_equal(written, panels(picture(views, np.zeros_like(cams), layout, 64)))
 
 
 # ---------------------------------------------------------------- export --half
@@ -333,7 +335,7 @@ def test_train_image_size_is_stored_and_decodes_at_that_size(flagged_run):
     assert network.config.image_size == 16
     assert json.loads((out / "metrics.json").read_text())["model"]["config"]["image_size"] == 16
     det = Detector.load(out / "model.pt", device="cpu")
-    views, _ = det.decode(str(sorted((data / "test" / "FAKE").glob("*.jpg"))[0]))
+    views, _, _ = det.decode(str(sorted((data / "test" / "FAKE").glob("*.jpg"))[0]))
     assert views.shape == (1, 16, 16, 3)  # the 32 px test image is read at the trained size
 
 

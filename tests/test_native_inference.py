@@ -89,10 +89,10 @@ def wrong_variants(det: Detector, image: np.ndarray) -> dict[str, float]:
 
 def test_views_are_native_tiles(det):
     image = np.random.default_rng(0).integers(0, 256, (100, 80, 3), dtype=np.uint8)
-    views, size = det.decode(png(image))
+    views, size, _ = det.decode(png(image))
     assert size == (80, 100) and views.shape == (9, 32, 32, 3)
     assert np.array_equal(views, tiles(image, 32))
-    small, _ = det.decode(png(image[:32, :32]))
+    small, _, _ = det.decode(png(image[:32, :32]))
     assert small.shape == (1, 32, 32, 3) and np.array_equal(small[0], image[:32, :32])
 
 

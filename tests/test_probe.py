@@ -216,7 +216,7 @@ def test_the_bundled_wild_detector_reads_its_512_px_view_and_checks_its_domain(c
     assert (det.config.rescale, det.config.reencode, det.max_views) == (512, 90, 4) and det.experimental
     rng = np.random.default_rng(0)
     photo = np.clip(rng.normal(120, 40, (700, 900, 3)), 0, 255).astype(np.uint8)
-    views, size = det.decode(jpeg(photo))
+    views, size, _ = det.decode(jpeg(photo))
     assert views.shape == (4, 224, 224, 3) and size == (900, 700)
     [pred] = det.predict([jpeg(photo)])
     assert pred.label in ("REAL", "FAKE") and pred.in_domain is not None and pred.experimental is True

@@ -72,7 +72,7 @@ def test_tiles_without_rescale_are_native_and_with_it_are_not(tmp_path):
 def test_the_rescale_view_is_same_sizes_resize_and_never_an_upscale(tmp_path, monkeypatch):
     det = crop_model(tmp_path / "m.pt", SIDE)
     pixels = textured(250, 330)
-    views, size = det.decode(encoded(pixels, "PNG"))
+    views, size, _ = det.decode(encoded(pixels, "PNG"))
     # the reference, written out: Pillow's (antialiased) bicubic to shorter side SIDE
     scaled = np.asarray(Image.fromarray(pixels).resize((round(330 * SIDE / 250), SIDE), Image.Resampling.BICUBIC))
     assert np.array_equal(views, tiles(scaled, CROP)) and size == (330, 250)

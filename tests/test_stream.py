@@ -120,7 +120,7 @@ def test_train_with_crop_from_the_command_line_then_predict_scores_tiles(tmp_pat
     assert metrics["training"]["codec_chain"]["jpeg_quality"] == [65, 100]
     det = Detector.load(out / "model.pt", device="cpu")
     assert det.crop == 64 and det.config.input_size == 64  # the network sees the crop as it is
-    views, _ = det.decode((tmp_path / "data" / "FAKE" / "0.jpg").read_bytes())
+    views, _, _ = det.decode((tmp_path / "data" / "FAKE" / "0.jpg").read_bytes())
     assert views.shape == (9, 64, 64, 3)  # 260 px: 3x3 tiles of 64 (capped at 9)
     for verb in ("robustness", "report"):  # the verbs that rebuild the splits read the crops from disk too
         assert main([verb, "--model", str(out / "model.pt"), "--data", str(tmp_path / "data"), "--limit", "4",

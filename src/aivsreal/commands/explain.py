@@ -1,4 +1,7 @@
-"""`aivsreal explain`: a Grad-CAM PNG (image | overlay) per input file, and a CSV listing them."""
+"""`aivsreal explain`: a Grad-CAM PNG (image | overlay) per input file, and a CSV listing them.
+
+The picture is the whole view the model read: a native-crop model's every tile explained and put back
+on its canvas (explain/overlays.py `picture`), not its first tile."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aivsreal.explain.gradcam import Explainer
-from aivsreal.explain.overlays import png_bytes, side_by_side
+from aivsreal.explain.overlays import panels, picture, png_bytes
 from aivsreal.predict.detector import Detector
 from aivsreal.safe_io import writable_dir
 
@@ -39,15 +42,17 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
     for batch in det.decoded_batches(paths, BATCH):
         preds = list(det.score_decoded(batch))
         good = [i for i, pred in enumerate(preds) if pred.error is None]
-        cams = iter(explainer.explain(np.stack([batch[i].pixels[0] for i in good]), target=target,
-                                      p_fake=np.array([preds[i].p_fake for i in good])) if good else [])
+        counts = [len(batch[i].pixels) for i in good]
+        maps = explainer.explain(np.concatenate([batch[i].pixels for i in good]), target=target, views=counts,
+                                 p_fake=np.array([preds[i].p_fake for i in good])) if good else []
+        cams = iter(np.split(maps, np.cumsum(counts)[:-1]) if good else [])
         for pred, item in zip(preds, batch, strict=True):
             if pred.error is not None:
                 rows.append({"source": pred.source, "label": "ERROR", "p_fake": "", "explained": "", "file": "",
                              "error": pred.error})
                 continue
             name = _png_name(pred.source, used)
-            (out / name).write_bytes(png_bytes(side_by_side(item.pixels[0], next(cams), size)))
+            (out / name).write_bytes(png_bytes(panels(picture(item.pixels, next(cams), item.layout, size))))
             rows.append({"source": pred.source, "label": pred.label, "p_fake": f"{pred.p_fake:.4f}",
                          "explained": pred.label if target == "predicted" else target, "file": name, "error": ""})
     with open(out / "explanations.csv", "w", newline="") as f:

@@ -14,7 +14,9 @@ scene at one known scale rather than nine 224 px corners of it (1/250 of its pix
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,14 +68,51 @@ def tile_origins(height: int, width: int, size: int, max_tiles: int = MAX_TILES)
 
 def tiles(pixels: np.ndarray, size: int, max_tiles: int = MAX_TILES) -> np.ndarray:
     """(T, size, size, 3) native crops covering the image, for the logits to be averaged."""
-    px = pad_to(pixels, size)
-    return np.stack([px[y : y + size, x : x + size] for y, x in tile_origins(*px.shape[:2], size, max_tiles)])
+    px, layout = pad_to(pixels, size), tile_layout(*pixels.shape[:2], size, max_tiles)
+    return np.stack([px[y : y + size, x : x + size] for y, x in layout.origins])
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where a native-crop model's tiles were cut: the canvas they came from and each one's top-left corner.
+
+    The canvas is the image as the model saw it (as stored, or after `rescale` and `reencode`), before
+    the reflect padding, which only ever extends its bottom and right: a tile's corner is a canvas
+    coordinate, and what of the tile lies past the canvas is padding. Kept beside the views so that
+    whoever explains them (Grad-CAM) can put each tile back where it came from without the canvas's
+    pixels, and without re-deriving the canvas from the stored size (EXIF rotation, JPEG draft decoding).
+    """
+
+    canvas: tuple[int, int]  # (height, width)
+    crop: int
+    origins: tuple[tuple[int, int], ...]  # (y, x) per tile, in the order of the views
+
+    def region(self, i: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of tile i on the canvas: its padding left out."""
+        y, x = self.origins[i]
+        return y, min(y + self.crop, self.canvas[0]), x, min(x + self.crop, self.canvas[1])
+
+
+def tile_layout(height: int, width: int, crop: int, max_tiles: int = MAX_TILES) -> TileLayout:
+    """The layout `tiles` cuts from a height x width canvas (one home for both)."""
+    origins = tile_origins(max(height, crop), max(width, crop), crop, max_tiles)
+    return TileLayout((height, width), crop, tuple(origins))
+
+
+class Views(NamedTuple):
+    """What a model reads from one image: its views, its stored (width, height) for the domain check, and
+    for a native-crop model where its tiles lie on the canvas (None for a whole-image model)."""
+
+    pixels: np.ndarray  # (V, S, S, 3) uint8
+    size: tuple[int, int] | None
+    layout: TileLayout | None = None
 
 
 def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
                  rescale: int | None = None, draft: bool = True,
-                 reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """What a model reads from one image, (V, S, S, 3) uint8, and the image's stored (width, height).
+                 reencode: int | None = None) -> Views:
+    """What a model reads from one image, (V, S, S, 3) uint8, the image's stored (width, height) and
+    the tiles' layout.
 
     A model with `crop` reads up to `max_tiles` native crops of that size covering the image; with
     `rescale` too, the crops are cut from the image resized to that shorter side (never scaled up;
@@ -82,17 +121,18 @@ def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tile
     so the full decode is freed before the next image is read.
     """
     if crop is None:
-        return decode_image(data, image_size)[None], stored_size(data)
+        return Views(decode_image(data, image_size)[None], stored_size(data))
     if rescale:
         pixels, size = decode_rescaled(data, rescale, draft, reencode)
-        return tiles(pixels, crop, max_tiles), size
-    pixels = decode_native(data)
-    return tiles(pixels, crop, max_tiles), (pixels.shape[1], pixels.shape[0])
+    else:
+        pixels = decode_native(data)
+        size = (pixels.shape[1], pixels.shape[0])
+    return Views(tiles(pixels, crop, max_tiles), size, tile_layout(*pixels.shape[:2], crop, max_tiles))
 
 
 def read_views(path: str | Path, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,
                rescale: int | None = None, draft: bool = True,
-               reencode: int | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
+               reencode: int | None = None) -> Views:
     """`decode_views` for a listed image (a file, a zip member or a URL: `read_source`), with its name in the
     error message."""
     data = read_source(str(path))

@@ -60,26 +60,44 @@ def _module(model: DetectorNet, layer: str) -> nn.Module:
 
 
 def grad_cam(model: DetectorNet, pixels: np.ndarray, explain_fake: Sequence[bool] | np.ndarray,
-             layer: str | None = None, tta: bool = False) -> np.ndarray:
-    """Grad-CAM maps, (N, H, W) float32 in [0, 1] at the images' size, for (N, H, W, 3) uint8 pixels.
+             layer: str | None = None, tta: bool = False, views: Sequence[int] | None = None,
+             max_pass: int | None = None) -> np.ndarray:
+    """Grad-CAM maps, (N, H, W) float32 in [0, 1] at the views' size, for (N, H, W, 3) uint8 views.
 
-    `explain_fake[i]` chooses the evidence shown for image i: for FAKE (True) or for REAL.
-    Runs in fp32: bf16 gradients make visibly noisy maps. A map with no positive evidence is 0.
+    `views`: how many consecutive views make one image (a native-crop model's tiles; default one each),
+    and `explain_fake[i]` chooses the evidence shown for image i: for FAKE (True) or for REAL. An image's
+    verdict is the mean of its tiles' logits, so the Grad-CAM of that verdict is each tile's own map
+    scaled by the same 1/T: the maps of one image are scaled together, by their strongest cell, and a
+    tile with less evidence shows less. At most `max_pass` views go through one forward and backward
+    pass (default all). Runs in fp32: bf16 gradients make visibly noisy maps. No positive evidence: 0.
     """
+    counts = np.ones(len(pixels), dtype=int) if views is None else np.asarray(views, dtype=int)
+    fake = np.repeat(np.asarray(explain_fake, dtype=bool), counts)
     model.eval()
     target = _module(model, layer or default_layer(model))
-    sign = torch.where(torch.as_tensor(np.asarray(explain_fake, dtype=bool)), 1.0, -1.0)
+    step = max_pass or max(len(pixels), 1)
+    raw = np.concatenate([_raw_maps(model, target, layer, pixels[i : i + step], fake[i : i + step], tta)
+                          for i in range(0, len(pixels), step)]) if len(pixels) else np.zeros(pixels.shape[:3])
+    for end, n in zip(np.cumsum(counts), counts, strict=True):
+        group = raw[end - n : end]
+        low, span = group.min(), group.max() - group.min()
+        group[:] = (group - low) / span if span > 0 else 0.0
+    return raw.astype(np.float32)
+
+
+def _raw_maps(model: DetectorNet, target: nn.Module, layer: str | None, pixels: np.ndarray, fake: np.ndarray,
+              tta: bool) -> np.ndarray:
+    """Unscaled Grad-CAM maps (N, H, W) of one pass: views are independent in eval mode."""
     x = to_tensor(pixels).float().to(_device(model))
-    sign = sign.to(x.device)
-    views = tta_views(x, tta)
+    sign = torch.where(torch.as_tensor(fake), 1.0, -1.0).to(x.device)
     total = torch.zeros(x.shape[0], x.shape[2], x.shape[3], device=x.device)
     captured: list[torch.Tensor] = []
     hook = target.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
-        for k, view in enumerate(views):
+        for k, view in enumerate(tta_views(x, tta)):
             with torch.enable_grad():
                 view = view.clone().requires_grad_(True)  # a graph even if the weights are frozen
-                score = (model(view).float() * sign).sum()  # images are independent in eval mode
+                score = (model(view).float() * sign).sum()
                 acts = captured[-1]
                 if not isinstance(acts, torch.Tensor) or acts.ndim != 4:  # e.g. --layer on the final linear unit
                     shape = tuple(acts.shape) if isinstance(acts, torch.Tensor) else type(acts).__name__
@@ -90,13 +108,10 @@ def grad_cam(model: DetectorNet, pixels: np.ndarray, explain_fake: Sequence[bool
             cam = torch.relu((weights * acts).sum(dim=1, keepdim=True)).detach()
             cam = nn.functional.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
             total += cam.flip(2) if k == 1 else cam
+            captured.clear()
     finally:
         hook.remove()
-    low = total.amin(dim=(1, 2), keepdim=True)
-    high = total.amax(dim=(1, 2), keepdim=True)
-    span = high - low
-    scaled = torch.where(span > 0, (total - low) / torch.where(span > 0, span, 1.0), 0.0)
-    return scaled.cpu().numpy().astype(np.float32)
+    return total.cpu().numpy()
 
 
 class Explainer:
@@ -106,25 +121,33 @@ class Explainer:
     scores on a worker thread), and bf16 gradients make visibly noisy maps.
     """
 
-    def __init__(self, det: Detector, layer: str | None = None):
+    def __init__(self, det: Detector, layer: str | None = None, max_pass: int | None = None):
         if det.network is None:
             raise AivsrealError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
         self.det = det
         self.layer = layer or default_layer(det.network)
         _module(det.network, self.layer)  # a misspelt --layer fails before any image is read
+        self.max_pass = max_pass  # views per forward and backward pass; None: the detector's own pass
         self._network: DetectorNet | None = None  # the fp32 copy, made on first use (serve may never explain)
         self._lock = threading.Lock()
 
-    def explain(self, pixels: np.ndarray, target: str = "predicted", p_fake: np.ndarray | None = None) -> np.ndarray:
-        """Grad-CAM maps (N, H, W) in [0, 1]: evidence for FAKE, for REAL, or for each verdict."""
+    def explain(self, pixels: np.ndarray, target: str = "predicted", p_fake: np.ndarray | None = None,
+                views: Sequence[int] | None = None) -> np.ndarray:
+        """Grad-CAM maps (N, H, W) in [0, 1] of N views: evidence for FAKE, for REAL, or for each verdict.
+
+        `views`: how many consecutive views make one image (see `grad_cam`); `p_fake` is per image."""
+        counts = [1] * len(pixels) if views is None else list(views)
         if target == "predicted":
-            p_fake = self.det.predict_proba(pixels) if p_fake is None else p_fake
+            if p_fake is None:
+                p_fake = self.det.score_views(np.split(pixels, np.cumsum(counts)[:-1]))[0] if counts else []
             explain_fake = np.asarray(p_fake) >= self.det.threshold
         elif target in ("FAKE", "REAL"):
-            explain_fake = np.full(len(pixels), target == "FAKE")
+            explain_fake = np.full(len(counts), target == "FAKE")
         else:
             raise AivsrealError(f"unknown Grad-CAM target {target!r} (predicted, FAKE, REAL)")
+        step = self.max_pass or self.det.views_per_pass(pixels.shape[1:3])
         with self._lock:
             if self._network is None:
                 self._network = copy.deepcopy(self.det.network).float().eval()
-            return grad_cam(self._network, pixels, explain_fake, layer=self.layer, tta=self.det.tta)
+            return grad_cam(self._network, pixels, explain_fake, layer=self.layer, tta=self.det.tta, views=counts,
+                            max_pass=step)

@@ -41,7 +41,7 @@ def decode_path(path: str, read: Callable[[str], tuple]) -> DecodedInput:
     try:
         return DecodedInput(path, *read(path))
     except BadImageError as e:
-        return DecodedInput(path, None, None, str(e))
+        return DecodedInput(path, None, error=str(e))
 
 
 def already_scored(csv_path: Path) -> set[str]:

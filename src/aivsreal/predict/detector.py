@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aivsreal.data.crops import decode_views, read_views
+from aivsreal.data.crops import TileLayout, Views, decode_views, read_views
 from aivsreal.data.images import BadImageError
 from aivsreal.device import resolve_device
 from aivsreal.errors import AivsrealError
@@ -66,6 +66,7 @@ class DecodedInput:
     source: str
     pixels: np.ndarray | None  # (V, S, S, 3) views the model reads; None when unreadable
     size: tuple[int, int] | None = None  # (width, height) as stored, for the domain check
+    layout: TileLayout | None = None  # where a native-crop model's tiles lie on its canvas (Grad-CAM)
     error: str | None = None
 
 
@@ -159,13 +160,14 @@ class Detector:
         return self.decode(image)[0][0]
 
     @property
-    def view_reader(self) -> Callable[[str | Path], tuple[np.ndarray, tuple[int, int] | None]]:
+    def view_reader(self) -> Callable[[str | Path], Views]:
         """`read_views` with this model's view policy, as a plain function a process pool can carry."""
         return partial(read_views, image_size=self.image_size, crop=self.crop, max_tiles=self.config.max_tiles,
                        rescale=self.config.rescale, draft=self.config.draft, reencode=self.config.reencode)
 
-    def decode(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int] | None]:
-        """The (V, size, size, 3) views the model reads from one input, and its (width, height) as stored."""
+    def decode(self, image: ImageInput) -> Views:
+        """The (V, size, size, 3) views the model reads from one input, its (width, height) as stored, and
+        where a native-crop model's tiles lie on the canvas they were cut from."""
         if isinstance(image, (str, Path)):
             return self.view_reader(image)
         if isinstance(image, bytes):
@@ -178,9 +180,9 @@ class Detector:
             image = Image.fromarray(image)
         buf = io.BytesIO()
         image.save(buf, format="PNG")  # lossless: the pixels reach the model unchanged
-        return self.decode_bytes(buf.getvalue())[0], image.size
+        return self.decode_bytes(buf.getvalue())._replace(size=image.size)
 
-    def decode_bytes(self, data: bytes) -> tuple[np.ndarray, tuple[int, int] | None]:
+    def decode_bytes(self, data: bytes) -> Views:
         """`decode` for an encoded file in memory: the one place every option of the model's view
         (crop, rescale, draft, reencode, max_tiles) reaches the decoder."""
         return decode_views(data, self.image_size, self.crop, self.config.max_tiles, rescale=self.config.rescale,
@@ -248,7 +250,7 @@ class Detector:
             try:
                 batch.append(DecodedInput(source, *self.decode(image)))
             except BadImageError as e:
-                batch.append(DecodedInput(source, None, None, str(e)))
+                batch.append(DecodedInput(source, None, error=str(e)))
             if len(batch) >= size:
                 yield batch
                 batch = []

@@ -2,8 +2,9 @@
 
 POST /api/predict takes one or many images (multipart field `files`). Each file is answered
 on its own: a corrupt or oversized file gets an error entry while the others get verdicts.
-With `?explain=1` each verdict also carries `gradcam_png`: the image under its Grad-CAM heat
-map for the predicted class, as a base64 PNG.
+With `?explain=1` each verdict also carries `gradcam_png`: the view the model read under its Grad-CAM
+heat map for the predicted class, as a base64 PNG (a native-crop model's whole canvas, every tile's map
+put back in place; explain/overlays.py `picture`).
 Every verdict carries the domain check: `in_domain`, `domain_score` (> 1: unlike the training
 images) and `domain_reason`, and `experimental` (true when the model's metadata marks it so; /api/model
 says why in `experimental_reason`). The response status is 200 when at least one file was scored, else
@@ -31,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from aivsreal import __version__
 from aivsreal.data.images import MAX_PIXELS, BadImageError, declared_pixels
 from aivsreal.explain.gradcam import Explainer
-from aivsreal.explain.overlays import overlay, png_bytes
+from aivsreal.explain.overlays import blend, picture, png_bytes
 from aivsreal.models.card import card_of
 from aivsreal.models.hub import ModelSource, resolve_model
 from aivsreal.models.network import combine_views
@@ -121,7 +122,7 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
     predictor = BatchingPredictor(detector, max_batch=views_per_pass(detector.config.input_size),
                                   max_queued=max_queued_images, timeout=infer_timeout_s)
     info = model_info(detector, source)
-    explainer = Explainer(detector)
+    explainer = Explainer(detector, max_pass=predictor.max_batch)  # Grad-CAM's passes as small as scoring's
     max_bytes = int(max_upload_mb * 1024 * 1024)
     decode_budget = PixelBudget(DECODE_PIXELS)
     view_budget = PixelBudget(VIEW_PIXELS)
@@ -193,29 +194,32 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = DEFA
         """Files are read out of their spool one at a time: only one file's bytes are ever in memory
         beside the spool."""
         entries: list[dict[str, Any]] = []
-        pixels, sizes, slots = [], [], []
+        pixels, sizes, layouts, slots = [], [], [], []
         request_pixels = 0
         for filename, spooled in uploads:
             entry: dict[str, Any] = {"filename": filename}
             decoded, request_pixels = decode_one(entry, spooled, request_pixels)
             if decoded is not None:
-                pixels.append(decoded[0])
-                sizes.append(decoded[1])
+                pixels.append(decoded.pixels)
+                sizes.append(decoded.size)
+                layouts.append(decoded.layout)
                 slots.append(len(entries))
             entries.append(entry)
         if pixels:
-            scores = predictor.predict(np.concatenate(pixels), images=len(pixels))  # Overloaded: 503
-            probs, features = combine_views(*scores, [len(v) for v in pixels])
+            flat, counts = np.concatenate(pixels), [len(v) for v in pixels]
+            scores = predictor.predict(flat, images=len(pixels))  # Overloaded: 503
+            probs, features = combine_views(*scores, counts)
             names = [entries[slot]["filename"] for slot in slots]
             for slot, pred in zip(slots, detector.verdicts(names, probs, features, sizes), strict=True):
                 entries[slot].update(label=pred.label, p_fake=pred.p_fake, in_domain=pred.in_domain,
                                      domain_score=pred.domain_score, domain_reason=pred.domain_reason,
                                      experimental=pred.experimental)
-            if explain:  # the heat map of each image's first view (a native-crop model's first tile)
-                batch = np.stack([v[0] for v in pixels])  # on the model's thread, in the queue's bound
-                cams = predictor.call(lambda: explainer.explain(batch, p_fake=probs), images=len(batch))
-                for slot, px, cam in zip(slots, batch, cams, strict=True):
-                    entries[slot]["gradcam_png"] = base64.b64encode(png_bytes(overlay(px, cam))).decode("ascii")
+            if explain:  # every view of each image, on the model's thread, in the queue's bound
+                maps = predictor.call(lambda: explainer.explain(flat, p_fake=probs, views=counts), images=len(counts))
+                for slot, px, cams, layout in zip(slots, pixels, np.split(maps, np.cumsum(counts)[:-1]), layouts,
+                                                  strict=True):
+                    drawn = png_bytes(blend(picture(px, cams, layout)))
+                    entries[slot]["gradcam_png"] = base64.b64encode(drawn).decode("ascii")
         return entries
 
     @app.get("/api/health")

@@ -16,7 +16,7 @@ Memory follows the views in one forward pass, not the images in the queue: a til
 up to 9 views of 224 px per photo, and 256 of them at once took the `wild` server to 3.6 GB.
 The worker scores at most `max_batch` views per pass (`views_per_pass`: a pixel budget), and
 when the queue runs dry it hands the freed heap back to the system (it held 2.0 GB after a burst).
-Grad-CAM runs on the same thread through `call`: a forward and a backward pass per image, it waits its
+Grad-CAM runs on the same thread through `call`: a forward and a backward pass per view, it waits its
 turn and holds queue slots like any scoring.
 """
 

@@ -22,7 +22,7 @@ from PIL import Image
 from aivsreal.cli import main
 from aivsreal.data.splits import DataOptions
 from aivsreal.explain.gradcam import Explainer, default_layer
-from aivsreal.explain.overlays import panels, picture, side_by_side
+from aivsreal.explain.overlays import panels, picture
 from aivsreal.models.file import ModelMeta, load_model_file, save_model
 from aivsreal.models.network import image_logits_and_features, logits_and_features, sigmoid
 from aivsreal.predict.detector import Detector
@@ -127,7 +127,7 @@ def same_png(a: np.ndarray, b: np.ndarray) -> None:
 def api_png(det: Detector, path: Path, target: str, layer: str | None = None, size: int = 64) -> np.ndarray:
     pixels = det.to_pixels(str(path))
     cam = Explainer(det, layer).explain(pixels[None], target=target)[0]
-    return side_by_side(pixels, cam, size)
+    return panels(picture(pixels[None], cam[None], None, size))
 
 
 def test_explain_target_chooses_the_class_whose_evidence_is_drawn(trained_run, tmp_path):

@@ -11,7 +11,7 @@ from torch import nn
 from aivsreal.cli import main
 from aivsreal.errors import AivsrealError
 from aivsreal.explain.gradcam import default_layer, grad_cam
-from aivsreal.explain.overlays import overlay, side_by_side
+from aivsreal.explain.overlays import blend, panels, picture
 from aivsreal.models import DetectorNet, ModelConfig, build_model, default_config
 
 
@@ -93,11 +93,11 @@ def test_unknown_layer_is_one_clear_error():
 def test_overlay_is_the_image_under_the_heat_map():
     pixels = np.full((8, 8, 3), 200, dtype=np.uint8)
     cam = np.zeros((8, 8), dtype=np.float32)
-    out = overlay(pixels, cam, size=64, alpha=0.5)
+    out = blend(picture(pixels[None], cam[None], None, size=64), alpha=0.5)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     # jet(0) is dark blue (0, 0, 127.5): half of it over grey 200.
     np.testing.assert_allclose(out[0, 0], [100, 100, 164], atol=1)
-    assert side_by_side(pixels, cam, size=64).shape == (64, 136, 3)
+    assert panels(picture(pixels[None], cam[None], None, size=64)).shape == (64, 136, 3)
 
 
 def test_explain_cli_writes_one_png_per_readable_image(trained_run, tmp_path, capsys):

@@ -174,3 +174,24 @@ def test_server_explains_the_whole_canvas_of_a_tiled_model(tmp_path, evidence_in
     assert drawn.size == (224, 93)  # the canvas's 96:40 aspect at the server's 224 px
     hot = hot_columns(np.asarray(drawn.convert("RGB")))
     assert hot.size and hot.min() >= 224 * 78 // 96 and hot.max() == 223
+
+
+def test_report_examples_draw_the_whole_canvas_of_a_tiled_model(tmp_path, evidence_in_bright_pixels):
+    """`aivsreal report`'s Grad-CAM examples read a split on disk as predict does: every tile on its canvas."""
+    from aivsreal.commands.report import gradcam_examples
+    from aivsreal.data.cache import DecodedSplit
+    from aivsreal.data.sources import find_splits
+    from aivsreal.data.stream import CentreCrops
+    from aivsreal.predict.detector import Detector
+
+    for cls in ("REAL", "FAKE"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        Image.fromarray(wide_photo()).save(tmp_path / "d" / cls / "wide.png")
+    refs = [r for r in find_splits(tmp_path / "d")["all"].refs if "FAKE" in r.display]
+    test = DecodedSplit(CentreCrops(refs, CROP), np.array([1]), [refs[0].display], [])
+    explainer = gradcam.Explainer(Detector.load(tiled_model(tmp_path / "model.pt"), device="cpu"))
+    examples = gradcam_examples(explainer, test, np.array([0.9]), tmp_path / "cams", k=1)
+    example, = [e for group in examples.values() for e in group]
+    written = np.asarray(Image.open(example.png).convert("RGB"))
+    assert written.shape == (67, 160 * 2 + 8, 3)  # the 40x96 canvas at 160 px, not a square centre crop
+    assert hot_columns(written[:, 168:]).min() >= 160 * 78 // 96

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from aivsreal.explain.gradcam import Explainer
-from aivsreal.explain.overlays import overlay as overlay_image
+from aivsreal.explain.overlays import blend, picture
 from aivsreal.models import build_model, default_config
 from aivsreal.models.file import ModelMeta, save_model
 from aivsreal.predict.detector import Detector
@@ -158,6 +158,6 @@ def test_explain_returns_the_grad_cam_overlay(client, model_path):
     # The overlay is the Python API's map for the same verdict.
     det = Detector.load(model_path, device="cpu")
     px = det.to_pixels(png(noise(seed=1)))[None]
-    expected = overlay_image(px[0], Explainer(det).explain(px, p_fake=np.array([good["p_fake"]]))[0])
+    expected = blend(picture(px[:1], Explainer(det).explain(px, p_fake=np.array([good["p_fake"]])), None))
     assert np.abs(np.asarray(overlay).astype(int) - expected.astype(int)).max() <= 1
     assert "gradcam_png" not in client.post("/api/predict", files=files[:1]).json()["results"][0]

@@ -14,10 +14,12 @@ import numpy as np
 from aivsreal.commands.evaluate import evaluate_run, load_saved
 from aivsreal.commands.robustness import measure_robustness
 from aivsreal.data.cache import DecodedSplit
+from aivsreal.data.crops import Views
 from aivsreal.data.splits import DataOptions
+from aivsreal.data.stream import CentreCrops
 from aivsreal.errors import AivsrealError
 from aivsreal.explain.gradcam import Explainer
-from aivsreal.explain.overlays import png_bytes, side_by_side
+from aivsreal.explain.overlays import panels, picture, png_bytes
 from aivsreal.predict.detector import Detector
 from aivsreal.report import html
 from aivsreal.report.html import CamExample
@@ -49,15 +51,20 @@ def gradcam_examples(explainer: Explainer, test: DecodedSplit, p_fake: np.ndarra
     folder.mkdir(parents=True, exist_ok=True)
     det = explainer.det
     groups = most_confident(test.labels, p_fake, det.threshold, k)
-    chosen = np.concatenate(list(groups.values()))
-    cams = explainer.explain(test.images[chosen], p_fake=p_fake[chosen]) if len(chosen) else []
-    cam_of = dict(zip(chosen.tolist(), cams, strict=True))
+    chosen = np.concatenate(list(groups.values())).tolist()
+    # the views predict reads: a split on disk (a native-crop model's) through its tiles, else the one image
+    views = {i: test.images.views(i, det.config) if isinstance(test.images, CentreCrops)
+             else Views(test.images[i][None], None) for i in chosen}
+    counts = [len(views[i].pixels) for i in chosen]
+    cams = explainer.explain(np.concatenate([views[i].pixels for i in chosen]), p_fake=p_fake[chosen],
+                             views=counts) if chosen else []
+    cam_of = dict(zip(chosen, np.split(cams, np.cumsum(counts)[:-1]) if chosen else [], strict=True))
     examples: dict[str, list[CamExample]] = {}
     for title, idx in groups.items():
         examples[title] = []
         for i in idx.tolist():
             png = folder / f"test_{i:06d}.png"
-            png.write_bytes(png_bytes(side_by_side(test.images[i], cam_of[i], size=160)))
+            png.write_bytes(png_bytes(panels(picture(views[i].pixels, cam_of[i], views[i].layout, size=160))))
             domain = None if domain_score is None else float(domain_score[i])
             examples[title].append(CamExample(png, test.names[i], "FAKE" if test.labels[i] else "REAL",
                                               det.label(float(p_fake[i])), float(p_fake[i]), domain))

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from aivsreal.data.crops import centre_crop, decode_views
+from aivsreal.data.crops import Views, centre_crop, decode_views
 from aivsreal.data.images import BadImageError, decode_native, stored_size
 from aivsreal.data.sources import ImageRef, Split, read_ref
+
+T = TypeVar("T")
 
 
 class CentreCrops:
@@ -56,15 +59,29 @@ class CentreCrops:
     def _one(self, i: int) -> np.ndarray:
         return centre_crop(decode_at(self.refs[i]), self.crop)
 
-    def views(self, i: int, max_tiles: int, *, rescale: int | None = None, draft: bool = True,
-              reencode: int | None = None) -> np.ndarray:
-        """Every view a native-crop model's policy cuts from image `i`, (V, crop, crop, 3): what `predict`
-        reads from the same file (data/crops.decode_views), so that a report's figures are predict's."""
-        return decode_at(self.refs[i], lambda data: decode_views(data, self.crop, self.crop, max_tiles,
-                                                                 rescale=rescale, draft=draft, reencode=reencode)[0])
+    def views(self, i: int, policy: ViewPolicy) -> Views:
+        """Every view a native-crop model's policy (its ModelConfig) cuts from image `i`, and where they lie:
+        what `predict` reads from the same file (data/crops.decode_views), so that a report's figures and
+        pictures are predict's."""
+        return decode_at(self.refs[i], lambda data: decode_views(
+            data, self.crop, self.crop, policy.max_tiles, rescale=policy.rescale, draft=policy.draft,
+            reencode=policy.reencode))
 
 
-def decode_at(ref: ImageRef, decode: Callable[[bytes], np.ndarray] = decode_native) -> np.ndarray:
+class ViewPolicy(Protocol):
+    """How a native-crop model cuts its views (models.network.ModelConfig has these)."""
+
+    @property
+    def max_tiles(self) -> int: ...
+    @property
+    def rescale(self) -> int | None: ...
+    @property
+    def draft(self) -> bool: ...
+    @property
+    def reencode(self) -> int | None: ...
+
+
+def decode_at(ref: ImageRef, decode: Callable[[bytes], T] = decode_native) -> T:
     """`decode` (native pixels by default) of a file a split refers to, its name in any error."""
     try:
         return decode(read_ref(ref))

@@ -93,16 +93,6 @@ def panels(pic: Picture) -> np.ndarray:
     return np.concatenate([pic.image, gap, blend(pic)], axis=1)
 
 
-def overlay(pixels: np.ndarray, cam: np.ndarray, size: int = 224, alpha: float = 0.45) -> np.ndarray:
-    """One view (H, W, 3) under its map (H, W), as a `size` px square."""
-    return blend(picture(pixels[None], cam[None], None, size), alpha)
-
-
-def side_by_side(pixels: np.ndarray, cam: np.ndarray, size: int = 224) -> np.ndarray:
-    """`panels` of one view and its map, each a `size` px square."""
-    return panels(picture(pixels[None], cam[None], None, size))
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", optimize=True)

@@ -183,11 +183,9 @@ def image_logits_and_features(model: DetectorNet, images: np.ndarray | CentreCro
     gives, not the figures of one centre crop. An in-memory split is `logits_and_features`."""
     if not isinstance(images, CentreCrops) or len(images) == 0:
         return logits_and_features(model, images, device, tta=tta)
-    c = model.config
     logits, feats = [], []
     for start in range(0, len(images), FILES_PER_PASS):
-        views = [images.views(i, c.max_tiles, rescale=c.rescale, draft=c.draft, reencode=c.reencode)
-                 for i in range(start, min(start + FILES_PER_PASS, len(images)))]
+        views = [images.views(i, model.config).pixels for i in range(start, min(start + FILES_PER_PASS, len(images)))]
         logit, f = logits_and_features(model, np.concatenate(views), device, tta=tta)
         counts = np.array([len(v) for v in views])
         edges = np.concatenate([[0], np.cumsum(counts)[:-1]])

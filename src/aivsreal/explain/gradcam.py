@@ -82,7 +82,7 @@ def grad_cam(model: DetectorNet, pixels: np.ndarray, explain_fake: Sequence[bool
         group = raw[end - n : end]
         low, span = group.min(), group.max() - group.min()
         group[:] = (group - low) / span if span > 0 else 0.0
-    return raw.astype(np.float32)
+    return raw.astype(np.float32, copy=False)  # already float32: no second copy of every map
 
 
 def _raw_maps(model: DetectorNet, target: nn.Module, layer: str | None, pixels: np.ndarray, fake: np.ndarray,

@@ -433,3 +433,27 @@ def test_ensembles_pair_each_trace_model_with_each_lite2_probe_and_the_two_backb
     assert pair == pytest.approx(1 / (1 + np.exp(-expected)), abs=1e-6)
     without_xception = {k: v for k, v in p.items() if k != wild.XCEPTION_RECIPE}
     assert all(wild.XCEPTION_RECIPE not in name for name in wild.ensembles(without_xception, {}))
+
+
+def test_the_source_capped_slice_keeps_no_source_above_its_share_and_small_sources_whole():
+    wild = benchmark_script("wild")
+    sizes = {"REAL": {"big": 90, **{f"r{i}": 10 for i in range(7)}, "tiny": 3},
+             "FAKE": {"huge": 200, **{f"f{i}": 12 for i in range(9)}}}
+    sources = np.array([s for cls in sizes for s, n in sizes[cls].items() for _ in range(n)])
+    labels = np.array([int(cls == "FAKE") for cls in sizes for n in sizes[cls].values() for _ in range(n)])
+    mask = np.ones(len(labels), bool)
+    mask[sources == "r0"] = False  # outside the slice: never kept
+    keep = wild.source_capped(sources, labels, mask)
+    assert not keep[sources == "r0"].any()
+    for cls in (0, 1):
+        kept = sources[keep & (labels == cls)]
+        names, counts = np.unique(kept, return_counts=True)
+        assert counts.max() <= 0.15 * len(kept)  # the rule holds
+    kept = {name: int((keep & (sources == name)).sum()) for name in np.unique(sources)}
+    assert kept["tiny"] == 3 and all(kept[f"r{i}"] == 10 for i in range(1, 7))  # under the level: whole
+    assert all(kept[f"f{i}"] == 12 for i in range(9))
+    assert kept["big"] == 11 and kept["huge"] == 19  # the highest counts the rule allows: 11 of 74, 19 of 127
+    assert np.array_equal(keep, wild.source_capped(sources, labels, mask))  # seeded
+    few = np.array(["a"] * 5 + ["b"] * 3)
+    capped = wild.source_capped(few, np.zeros(8, int), np.ones(8, bool))
+    assert (capped & (few == "a")).sum() == (capped & (few == "b")).sum() == 3  # too few sources: equal shares

@@ -732,7 +732,7 @@ def keep_earlier(result: dict, path: Path) -> None:
             continue  # other images: the earlier figures are not comparable
         kept = {name: c for name, c in old.get("contenders", {}).items() if name not in new["contenders"]}
         new["contenders"].update(kept)
-        for key in ("probe_c_per_fold", "trained", "content_matched", "size_matched", "source_capped"):
+        for key in ("probe_c_per_fold", "trained", *(slice_key for slice_key, _, _ in SLICES)):
             if key in new:
                 new[key] = {**{k: v for k, v in old.get(key, {}).items() if k in kept}, **new[key]}
         if kept:  # each row names the run that measured it, even across several --headline-only runs
@@ -862,16 +862,15 @@ def main() -> None:
     conditions = ("same_size", "native_512", "as_is")
     photoreal = summary(grown, conditions, photoreal_mask(rows))
     grown_labels = np.array([int(r["cls"] == "FAKE") for r in rows])
-    by_content = matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels, photoreal_mask(rows))
-    photoreal["content_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_content) for c in conditions}
-                                    for name, ps in grown.scores.items()}
-    by_size = matched(np.log([min(int(r["width"]), int(r["height"])) for r in rows]), grown_labels,
-                      photoreal_mask(rows))
-    photoreal["size_matched"] = {name: {c: summarise(ps[c], grown_labels, rows, by_size) for c in conditions}
-                                    for name, ps in grown.scores.items()}
-    by_source = source_capped(np.array([r["source"] for r in rows]), grown_labels, photoreal_mask(rows))
-    photoreal["source_capped"] = {name: {c: summarise(ps[c], grown_labels, rows, by_source) for c in conditions}
-                                  for name, ps in grown.scores.items()}
+    slice_of = {"content_matched": matched(grown.scores[CONTENT_BASELINE]["same_size"], grown_labels,
+                                           photoreal_mask(rows)),
+                "size_matched": matched(np.log([min(int(r["width"]), int(r["height"])) for r in rows]), grown_labels,
+                                        photoreal_mask(rows)),
+                "source_capped": source_capped(np.array([r["source"] for r in rows]), grown_labels,
+                                               photoreal_mask(rows))}
+    for key, _, _ in SLICES:  # every contender on each subset where one shortcut cannot tell the classes apart
+        photoreal[key] = {name: {c: summarise(ps[c], grown_labels, rows, slice_of[key]) for c in conditions}
+                          for name, ps in grown.scores.items()}
     # the shipped `wild` detector: scored only on the sources it was not fitted on (its summary names them;
     # detectors bundled before 2026-12-07 were fitted on every --labels image)
     shipped_det = Detector.load("wild", device="cpu")

@@ -68,7 +68,12 @@ def tile_origins(height: int, width: int, size: int, max_tiles: int = MAX_TILES)
 
 def tiles(pixels: np.ndarray, size: int, max_tiles: int = MAX_TILES) -> np.ndarray:
     """(T, size, size, 3) native crops covering the image, for the logits to be averaged."""
-    px, layout = pad_to(pixels, size), tile_layout(*pixels.shape[:2], size, max_tiles)
+    return cut(pixels, tile_layout(*pixels.shape[:2], size, max_tiles))
+
+
+def cut(pixels: np.ndarray, layout: TileLayout) -> np.ndarray:
+    """The tiles of `layout` from its canvas's pixels (reflect-padded where a tile runs past it)."""
+    px, size = pad_to(pixels, layout.crop), layout.crop
     return np.stack([px[y : y + size, x : x + size] for y, x in layout.origins])
 
 
@@ -127,7 +132,8 @@ def decode_views(data: bytes, image_size: int, crop: int | None = None, max_tile
     else:
         pixels = decode_native(data)
         size = (pixels.shape[1], pixels.shape[0])
-    return Views(tiles(pixels, crop, max_tiles), size, tile_layout(*pixels.shape[:2], crop, max_tiles))
+    layout = tile_layout(*pixels.shape[:2], crop, max_tiles)
+    return Views(cut(pixels, layout), size, layout)
 
 
 def read_views(path: str | Path, image_size: int, crop: int | None = None, max_tiles: int = MAX_TILES, *,

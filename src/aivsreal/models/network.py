@@ -187,11 +187,16 @@ def image_logits_and_features(model: DetectorNet, images: np.ndarray | CentreCro
     for start in range(0, len(images), FILES_PER_PASS):
         views = [images.views(i, model.config).pixels for i in range(start, min(start + FILES_PER_PASS, len(images)))]
         logit, f = logits_and_features(model, np.concatenate(views), device, tta=tta)
-        counts = np.array([len(v) for v in views])
-        edges = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        logits.append(np.add.reduceat(logit, edges) / counts)
-        feats.append(np.add.reduceat(f, edges, axis=0) / counts[:, None])
+        counts = [len(v) for v in views]
+        logits.append(per_image_mean(logit, counts))
+        feats.append(per_image_mean(f, counts))
     return np.concatenate(logits), np.concatenate(feats).astype(np.float32)
+
+
+def per_image_mean(values: np.ndarray, counts: list[int]) -> np.ndarray:
+    """The mean over each image's consecutive views (`counts` per image) of per-view values or rows."""
+    edges = np.cumsum([0, *counts])
+    return np.stack([values[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:], strict=True)])
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -208,10 +213,6 @@ def combine_views(p_fake: np.ndarray, features: np.ndarray | None,
     """
     if all(c == 1 for c in counts):
         return p_fake, features
-    edges = np.cumsum([0, *counts])
     q = np.clip(p_fake, 1e-7, 1 - 1e-7)
-    logit = np.log(q) - np.log1p(-q)
-    p = sigmoid(np.array([logit[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]))
-    f = None if features is None else np.stack([features[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:],
-                                                                                        strict=True)])
-    return p, f
+    p = sigmoid(per_image_mean(np.log(q) - np.log1p(-q), counts))
+    return p, None if features is None else per_image_mean(features, counts)

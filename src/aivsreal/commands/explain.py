@@ -42,10 +42,8 @@ def explain_files(model_path: str | Path, paths: Iterable[str], out: Path, targe
     for batch in det.decoded_batches(paths, BATCH):
         preds = list(det.score_decoded(batch))
         good = [i for i, pred in enumerate(preds) if pred.error is None]
-        counts = [len(batch[i].pixels) for i in good]
-        maps = explainer.explain(np.concatenate([batch[i].pixels for i in good]), target=target, views=counts,
-                                 p_fake=np.array([preds[i].p_fake for i in good])) if good else []
-        cams = iter(np.split(maps, np.cumsum(counts)[:-1]) if good else [])
+        cams = iter(explainer.explain_each([batch[i].pixels for i in good], target=target,
+                                           p_fake=np.array([preds[i].p_fake for i in good])))
         for pred, item in zip(preds, batch, strict=True):
             if pred.error is not None:
                 rows.append({"source": pred.source, "label": "ERROR", "p_fake": "", "explained": "", "file": "",

@@ -55,10 +55,8 @@ def gradcam_examples(explainer: Explainer, test: DecodedSplit, p_fake: np.ndarra
     # the views predict reads: a split on disk (a native-crop model's) through its tiles, else the one image
     views = {i: test.images.views(i, det.config) if isinstance(test.images, CentreCrops)
              else Views(test.images[i][None], None) for i in chosen}
-    counts = [len(views[i].pixels) for i in chosen]
-    cams = explainer.explain(np.concatenate([views[i].pixels for i in chosen]), p_fake=p_fake[chosen],
-                             views=counts) if chosen else []
-    cam_of = dict(zip(chosen, np.split(cams, np.cumsum(counts)[:-1]) if chosen else [], strict=True))
+    cam_of = dict(zip(chosen, explainer.explain_each([views[i].pixels for i in chosen], p_fake=p_fake[chosen]),
+                      strict=True))
     examples: dict[str, list[CamExample]] = {}
     for title, idx in groups.items():
         examples[title] = []

@@ -151,3 +151,12 @@ class Explainer:
                 self._network = copy.deepcopy(self.det.network).float().eval()
             return grad_cam(self._network, pixels, explain_fake, layer=self.layer, tta=self.det.tta, views=counts,
                             max_pass=step)
+
+    def explain_each(self, views: Sequence[np.ndarray], target: str = "predicted",
+                     p_fake: np.ndarray | None = None) -> list[np.ndarray]:
+        """`explain` for a list of images' (V, H, W, 3) views: each image's (V, H, W) maps."""
+        if not len(views):
+            return []
+        counts = [len(v) for v in views]
+        maps = self.explain(np.concatenate(views), target=target, p_fake=p_fake, views=counts)
+        return np.split(maps, np.cumsum(counts)[:-1])
